@@ -1,0 +1,3 @@
+from pyhv.cli.app import main
+
+main()
