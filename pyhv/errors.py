@@ -18,6 +18,8 @@
     ├── QmpError                   QEMU's monitor refused or died
     ├── NbdError                   storage provider protocol errors
     └── ApiError                   errors returned by pyhvd
+        ├── AuthenticationError    no or unknown credentials (HTTP 401)
+        └── PermissionDenied       a role or path the caller may not use (HTTP 403)
 """
 
 from __future__ import annotations
@@ -82,4 +84,12 @@ class NbdError(PyhvError):
 
 
 class ApiError(PyhvError):
+    pass
+
+
+class AuthenticationError(ApiError):
+    pass
+
+
+class PermissionDenied(ApiError):
     pass

@@ -3,5 +3,83 @@
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from pyhv.host.check import HostReport, check_host
+from pyhv.host.probe import ProbeResult
 
 app = typer.Typer(no_args_is_help=True)
+
+Row = tuple[str, str, bool | None]  # check, result, passed (None: information only)
+
+
+@app.command("check")
+def check(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check that this host can run VMs and show which accelerator they will use.
+
+    Exits 0 when VMs can run, 1 otherwise.
+    """
+    report = check_host()
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        show_report(report, Console())
+    raise typer.Exit(0 if report.can_run_vms else 1)
+
+
+def _probe(result: ProbeResult | None) -> tuple[str, bool | None]:
+    if result is None:
+        return "not run", None
+    return f"{'passed' if result.ok else 'failed'}: {result.detail}", result.ok
+
+
+def report_rows(report: HostReport) -> list[Row]:
+    cpu, kvm, qemu, fw = report.cpu, report.kvm, report.qemu, report.firmware
+    cg = report.cgroups
+    v2 = f" (v2 at {cg.v2_mount})" if cg.v2_mount and cg.version == "hybrid" else ""
+    return [
+        ("Kernel", report.kernel, None),
+        ("CPU", f"{cpu.model} ({cpu.vendor}), {cpu.logical_cpus} logical processors", None),
+        (
+            "Virtualization extensions",
+            cpu.virtualization_flag or "none (no vmx or svm flag)",
+            cpu.virtualization_flag is not None,
+        ),
+        ("/dev/kvm", f"{kvm.device} (modules: {', '.join(kvm.modules) or 'none'})", None),
+        ("KVM test guest", *_probe(kvm.probe)),
+        (
+            "QEMU",
+            f"{qemu.binary} {qemu.version or ''}".strip() if qemu.binary else "missing",
+            qemu.binary is not None,
+        ),
+        ("TCG test guest", *_probe(qemu.tcg_probe)),
+        ("SeaBIOS (generation 1)", fw.seabios or "missing", fw.seabios is not None),
+        ("OVMF (generation 2)", fw.ovmf_code or "missing", fw.ovmf_code is not None),
+        ("cgroups", f"{cg.version}{v2}: {', '.join(cg.controllers) or 'no controllers'}", None),
+        ("Bridges", report.network.bridge, report.network.bridge != "missing"),
+        ("/dev/net/tun", report.network.tun, report.network.tun == "ok"),
+        ("Accelerator", f"{report.accelerator.name}: {report.accelerator.reason}", None),
+    ]
+
+
+_MARK = {True: "[green]ok[/]", False: "[red]no[/]", None: ""}
+
+
+def show_report(report: HostReport, out: Console) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for _ in range(3):
+        table.add_column(overflow="fold")
+    for name, result, passed in report_rows(report):
+        table.add_row(name, _MARK[passed], result)
+    out.print(table)
+    for problem in report.problems:
+        out.print(f"[red]problem:[/] {problem}", highlight=False)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if report.can_run_vms:
+        out.print(f"This host can run VMs, with {report.accelerator.name}.")
+    else:
+        out.print("This host cannot run VMs.")

@@ -7,6 +7,7 @@ A format package exposes a module-level object ``FORMAT`` implementing :class:`F
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -48,4 +49,27 @@ class Differencing(Protocol):
 
     def set_parent_locator(self, parent: DiskImage, parent_path: Path) -> None:
         """Rewrite the locators to ``parent_path`` (``pyhv vhd set-parent``); identity unchanged."""
+        ...
+
+
+class Resizable(Protocol):
+    """Images whose virtual size can change (VHD: grow only; VHDX: grow and shrink; raw)."""
+
+    def resize(self, new_size: int) -> None:
+        """Change the virtual size, crash-safe; the image must be open writable.
+
+        :raises UnsupportedFeature: the format cannot do it (e.g. shrinking a VHD).
+        :raises UsageError: ``new_size`` is invalid for the format (limits, alignment).
+        """
+        ...
+
+
+class Compactable(Protocol):
+    """Images that can give back space held by blocks reading as zeros (Optimize-VHD)."""
+
+    def compact(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Free zero blocks (in differencing layers only where the parent reads zeros too)
+        and shrink the file; returns the bytes given back. ``progress(done, total)`` is
+        called now and then. Crash-safe; the image must be open writable.
+        """
         ...

@@ -167,7 +167,9 @@ class DiskImage(ABC):
             pos += n
 
     @abstractmethod
-    def extents(self, offset: int = 0, length: int | None = None, *, chain: bool = True) -> list[Extent]: ...
+    def extents(
+        self, offset: int = 0, length: int | None = None, *, chain: bool = True
+    ) -> list[Extent]: ...
 
     @abstractmethod
     def info(self) -> ImageInfo: ...

@@ -1,0 +1,217 @@
+"""Storage provider throughput: pyhv's NBD export vs qemu-nbd vs QEMU opening the file itself.
+
+Runs ``qemu-img bench`` against one image through three paths, in one run:
+
+1. ``pyhv``     — :class:`pyhv.storage.nbd.NbdServer` in a separate process (image through
+                  ``pyhv.storage.open_image``; page cache, like every pyhv image);
+2. ``qemu-nbd`` — the C peer, ``--cache=none --aio=native`` (O_DIRECT, as issue 4 measured);
+3. ``direct``   — ``qemu-img bench -t none -i native`` on the file (QEMU's own driver, the limit);
+
+plus ``qemu-nbd-wb``, qemu-nbd with ``--cache=writeback``: the peer with the same page cache
+pyhv uses, for a like-for-like reading of the ratios.
+
+Cases: 4 KiB and 1 MiB, read and write, queue depth 1 and 16. Prints IOPS and MB/s per path and
+the ratios pyhv/qemu-nbd and pyhv/direct. Formats: raw, and a dynamic VHDX when pyhv opens it.
+All servers stay up and the paths take turns case by case, best of ``--rounds``, because the
+build machine is shared and its load drifts (QEMU's image locking is off so they can coexist).
+Asserts nothing (see DESIGN.md, "Benchmarks"); a full run takes about three minutes.
+
+    .venv/bin/python bench/storage_provider.py [--size-mib 256] [--formats raw,vhdx]
+                                               [--rounds 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+EXPORT = "disk"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Case:
+    size: int
+    write: bool
+    depth: int
+    count: int
+
+    @property
+    def label(self) -> str:
+        unit = f"{self.size // 1024}K" if self.size < MiB else f"{self.size // MiB}M"
+        return f"{unit} {'write' if self.write else 'read '} qd{self.depth}"
+
+
+def cases(quick: bool) -> list[Case]:
+    scale = 4 if quick else 1
+    out = []
+    for size, counts in ((4096, (6000, 20000)), (MiB, (600, 1500))):
+        for write in (False, True):
+            for depth, count in zip((1, 16), counts, strict=True):
+                out.append(Case(size, write, depth, count // scale))
+    return out
+
+
+def qemu_opts(fmt: str, image: Path) -> str:
+    """``--image-opts`` for QEMU opening ``image`` without its file lock."""
+    return f"driver={fmt},file.driver=file,file.filename={image},file.locking=off"
+
+
+def bench(target: str, case: Case, extra: list[str]) -> float:
+    """Seconds ``qemu-img bench`` needed for the case."""
+    argv = ["qemu-img", "bench", "-t", "none", *extra]
+    argv += ["-c", str(case.count), "-d", str(case.depth), "-s", str(case.size)]
+    if case.write:
+        argv.append("-w")
+    out = subprocess.run([*argv, target], capture_output=True, text=True, timeout=300)
+    m = re.search(r"Run completed in ([0-9.]+) seconds", out.stdout)
+    if out.returncode != 0 or m is None:
+        raise RuntimeError(f"{' '.join(argv)} {target}: {out.stderr.strip() or out.stdout}")
+    return float(m.group(1))
+
+
+def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server for {path} did not start")
+        time.sleep(0.05)
+
+
+@contextmanager
+def server(argv: list[str], sock: Path) -> Iterator[str]:
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_socket(sock, proc)
+        yield f"nbd+unix:///{EXPORT}?socket={sock}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        sock.unlink(missing_ok=True)
+
+
+def serve_pyhv(sock: str, image_path: str) -> None:
+    """``--serve`` mode: run the provider until terminated (the benchmark's separate process)."""
+    import signal
+
+    from pyhv.storage import open_image
+    from pyhv.storage.nbd import NbdServer
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        with open_image(image_path, writable=True) as image:
+            async with NbdServer(sock) as srv:
+                srv.add_export(EXPORT, image, read_only=False)
+                await stop.wait()
+
+    asyncio.run(main())
+
+
+def make_images(workdir: Path, size: int, formats: list[str]) -> dict[str, Path]:
+    """A raw image full of data, and converted copies (all clusters allocated)."""
+    raw = workdir / "disk.raw"
+    block = os.urandom(MiB)
+    with raw.open("wb") as f:
+        for _ in range(size // MiB):
+            f.write(block)
+    images = {"raw": raw}
+    if "vhdx" in formats:
+        vhdx = workdir / "disk.vhdx"
+        convert = ["qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic"]
+        subprocess.run([*convert, str(raw), str(vhdx)], check=True)
+        images["vhdx"] = vhdx
+    return images
+
+
+def pyhv_opens(path: Path) -> str | None:
+    """None when pyhv can serve ``path``, else why not."""
+    from pyhv.errors import PyhvError
+    from pyhv.storage import open_image
+
+    try:
+        open_image(path, writable=True).close()
+    except PyhvError as err:
+        return str(err)
+    return None
+
+
+def run_format(fmt: str, image: Path, workdir: Path, all_cases: list[Case], rounds: int) -> None:
+    reason = pyhv_opens(image)
+    if reason is not None:
+        print(f"\n== {fmt}: skipped, pyhv cannot open it yet: {reason}")
+        return
+    py_sock, q_sock, wb_sock = (workdir / n for n in ("pyhv.sock", "qnbd.sock", "qnbd-wb.sock"))
+    qnbd = ["qemu-nbd", "-t", "-x", EXPORT, "-e", "16", "--image-opts"]
+    opts = qemu_opts(fmt, image)
+    print(f"\n== {fmt}: {image} ({image.stat().st_size // MiB} MiB on disk)")
+    head = f"{'case':<15}" + "".join(
+        f"{n:>22}" for n in ("pyhv", "qemu-nbd", "direct", "qemu-nbd-wb")
+    )
+    print(head + f"{'pyhv/qemu-nbd':>15}{'pyhv/direct':>13}{'pyhv/qnbd-wb':>14}")
+    print(f"{'':<15}" + f"{'IOPS     MB/s':>22}" * 4)
+    with (
+        server([sys.executable, __file__, "--serve", str(py_sock), str(image)], py_sock) as py,
+        server([*qnbd, "--cache=none", "--aio=native", "-k", str(q_sock), opts], q_sock) as qn,
+        server([*qnbd, "--cache=writeback", "-k", str(wb_sock), opts], wb_sock) as wb,
+    ):
+        targets = {
+            "pyhv": (py, ["-f", "raw"]),
+            "qemu-nbd": (qn, ["-f", "raw"]),
+            "direct": (opts, ["--image-opts", "-i", "native"]),
+            "qemu-nbd-wb": (wb, ["-f", "raw"]),
+        }
+        for case in all_cases:
+            secs = {name: float("inf") for name in targets}
+            for _ in range(rounds):
+                for name, (target, extra) in targets.items():
+                    secs[name] = min(secs[name], bench(target, case, extra))
+            row = f"{case.label:<15}"
+            for s in secs.values():
+                iops = case.count / s
+                row += f"{iops:>12.0f} {iops * case.size / 1e6:>9.1f}"
+            py_s = secs["pyhv"]
+            row += f"{secs['qemu-nbd'] / py_s:>15.2f}{secs['direct'] / py_s:>13.2f}"
+            row += f"{secs['qemu-nbd-wb'] / py_s:>14.2f}"
+            print(row, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--serve", nargs=2, metavar=("SOCKET", "IMAGE"), help=argparse.SUPPRESS)
+    ap.add_argument("--size-mib", type=int, default=256, help="image size (default 256)")
+    ap.add_argument("--formats", default="raw,vhdx", help="comma list of raw, vhdx")
+    ap.add_argument("--rounds", type=int, default=2, help="runs per case and path; best counts")
+    ap.add_argument("--quick", action="store_true", help="a quarter of the requests, one round")
+    args = ap.parse_args()
+    if args.serve:
+        serve_pyhv(*args.serve)
+        return
+    for tool in ("qemu-img", "qemu-nbd"):
+        if shutil.which(tool) is None:
+            sys.exit(f"storage_provider: {tool} not found: install qemu-utils (make deps)")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    # O_DIRECT needs a real file system: keep the images off tmpfs.
+    with tempfile.TemporaryDirectory(prefix="pyhv-bench-", dir="/var/tmp") as tmp:
+        workdir = Path(tmp)
+        images = make_images(workdir, args.size_mib * MiB, formats)
+        print(f"qemu-img bench{' (quick)' if args.quick else ''}; ratios > 1: pyhv is faster")
+        for fmt in formats:
+            run_format(
+                fmt, images[fmt], workdir, cases(args.quick), 1 if args.quick else args.rounds
+            )
+
+
+if __name__ == "__main__":
+    main()

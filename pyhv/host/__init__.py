@@ -1,0 +1,1 @@
+"""Facts about the virtualization host: CPU, accelerator, QEMU, firmware, cgroups, network."""

@@ -1,0 +1,22 @@
+"""How many processors and how much memory the host can give to VMs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import psutil
+
+from pyhv.units import MiB
+
+
+@dataclass(frozen=True)
+class HostResources:
+    cores: int
+    memory_mib: int
+
+    @classmethod
+    def detect(cls) -> HostResources:
+        """Logical processors this process may run on (cpusets included) and physical RAM."""
+        cores = len(os.sched_getaffinity(0)) or os.cpu_count() or 1
+        return cls(cores=cores, memory_mib=psutil.virtual_memory().total // MiB)

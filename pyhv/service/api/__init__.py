@@ -1,0 +1,1 @@
+"""The REST API: each module parses one resource's requests into commands for the manager."""

@@ -1,0 +1,141 @@
+"""The one table mapping expected errors to HTTP status and a stable code, and the handlers.
+
+Every error body is problem+json (RFC 9457) with ``detail`` = the same one line the CLI prints,
+and ``code`` = a stable name that ``pyhv.client`` maps back to the error class.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from pyhv import errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# Most specific first: the first class the error is an instance of wins.
+ERRORS: tuple[tuple[type[errors.PyhvError], int, str], ...] = (
+    (errors.AuthenticationError, 401, "unauthenticated"),
+    (errors.PermissionDenied, 403, "forbidden"),
+    (errors.ApiError, 500, "api-error"),
+    (errors.UsageError, 400, "bad-request"),
+    (errors.ConfigError, 422, "invalid-config"),
+    (errors.NotFoundError, 404, "not-found"),
+    (errors.ConflictError, 409, "conflict"),
+    (errors.StateError, 409, "invalid-state"),
+    (errors.InvalidFormat, 422, "invalid-format"),
+    (errors.CorruptImage, 422, "corrupt-image"),
+    (errors.UnsupportedFeature, 422, "unsupported-feature"),
+    (errors.OutOfBounds, 400, "out-of-bounds"),
+    (errors.ParentError, 422, "parent-error"),
+    (errors.StorageError, 422, "storage-error"),
+    (errors.QmpError, 502, "qmp-error"),
+    (errors.NbdError, 502, "nbd-error"),
+    (errors.PyhvError, 500, "error"),
+)
+
+# Codes for failures that are not PyhvErrors: request shape, unknown route, bugs.
+INVALID_REQUEST = "invalid-request"
+HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
+INTERNAL = "internal"
+
+
+def status_and_code(error: errors.PyhvError) -> tuple[int, str]:
+    for cls, status, code in ERRORS:
+        if isinstance(error, cls):
+            return status, code
+    raise AssertionError("PyhvError is the last row of ERRORS")
+
+
+def error_class(code: str) -> type[errors.PyhvError]:
+    """The class a client raises for ``code``; unknown codes (a newer pyhvd) become ApiError."""
+    for cls, _, known in ERRORS:
+        if known == code:
+            return cls
+    if code == INVALID_REQUEST:
+        return errors.UsageError
+    if code in HTTP_CODES.values():
+        return errors.NotFoundError if code == "not-found" else errors.UsageError
+    return errors.ApiError
+
+
+def problem(status: int, code: str, detail: str) -> dict[str, Any]:
+    return {
+        "type": f"urn:pyhv:error:{code}",
+        "title": code.replace("-", " "),
+        "status": status,
+        "detail": " ".join(detail.split()),
+        "code": code,
+    }
+
+
+def problem_response(status: int, code: str, detail: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        problem(status, code, detail), status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+_VALUE_ERROR = "Value error, "
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    """One line about the first bad field; pyhv's own validators' messages are kept verbatim.
+
+    ``body.processor_count: Input should be a valid integer`` or
+    ``processor count 300 exceeds the limit of 240 per VM``.
+    """
+    errs = exc.errors()
+    if not errs:
+        return "invalid request"
+    first = errs[0]
+    msg = str(first.get("msg", "invalid value"))
+    if msg.startswith(_VALUE_ERROR):
+        line = msg.removeprefix(_VALUE_ERROR)
+    else:
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        line = f"{where}: {msg}"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return line + more
+
+
+async def _pyhv_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.PyhvError)
+    status, code = status_and_code(exc)
+    if status >= 500:
+        log.error("%s: %s", code, exc, exc_info=exc)
+    return problem_response(status, code, str(exc))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(422, INVALID_REQUEST, describe_validation(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, INVALID_REQUEST)
+    detail = str(exc.detail)
+    if exc.status_code in HTTP_CODES:
+        detail = f"{detail}: {request.method} {request.url.path}; the API is in /openapi.json"
+    return problem_response(exc.status_code, code, detail)
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    detail = f"internal error ({type(exc).__name__}): see pyhvd's log"
+    return problem_response(500, INTERNAL, detail)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.PyhvError, _pyhv_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

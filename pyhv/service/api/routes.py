@@ -1,0 +1,14 @@
+"""The URL table: every resource's router, mounted on the app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from pyhv.service.api import events, host, jobs, vms
+
+ROUTERS = (host.router, vms.router, jobs.router, events.router)
+
+
+def mount(app: FastAPI) -> None:
+    for router in ROUTERS:
+        app.include_router(router)

@@ -1,0 +1,71 @@
+"""``/vms``: request bodies become commands for the manager; its answers become responses."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from pyhv.model import VmStats
+from pyhv.service.api.deps import Admin, Operator, Reader, Svc
+from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
+from pyhv.service.jobs import Job
+from pyhv.service.schemas import ExecOutput, ExecRequest, VmCreate, VmPatch, VmSummary, VmView
+
+router = APIRouter(prefix="/vms", tags=["vms"])
+
+
+@router.get("", response_model=list[VmSummary], dependencies=[Reader])
+def list_vms(svc: Svc) -> Response:
+    """Every VM with its state (Get-VM)."""
+    return Response(svc.manager.list_json(), media_type="application/json")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
+async def create_vm(body: VmCreate, svc: Svc, response: Response) -> VmView:
+    """Register a new VM (New-VM); its disks must lie inside the storage roots."""
+    config, policy = body.split()
+    view = await svc.manager.create(CreateVm(config, policy))
+    response.headers["Location"] = f"/vms/{view.config.id}"
+    return view
+
+
+@router.get("/{vm}", dependencies=[Reader])
+def get_vm(vm: str, svc: Svc) -> VmView:
+    """One VM by id or name."""
+    return svc.manager.get(vm)
+
+
+@router.patch("/{vm}", dependencies=[Admin])
+async def update_vm(vm: str, body: VmPatch, svc: Svc) -> VmView:
+    """Change settings (Set-VM, Set-VMProcessor, Set-VMMemory)."""
+    return await svc.manager.update(UpdateVm(vm, body))
+
+
+@router.delete("/{vm}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Admin])
+async def remove_vm(vm: str, svc: Svc) -> None:
+    """Forget a VM that is Off or Saved; its disks stay (Remove-VM)."""
+    await svc.manager.remove(RemoveVm(vm))
+
+
+@router.post(
+    "/{vm}/{op}",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Operator],
+    responses={202: {"headers": {"Location": {"description": "the job, /jobs/{id}"}}}},
+)
+async def power_vm(vm: str, op: Power, svc: Svc, response: Response) -> Job:
+    """Start-VM, Stop-VM, Save-VM, Suspend-VM, Resume-VM, Restart-VM: a job to follow."""
+    job = await svc.manager.power(PowerVm(vm, op))
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
+
+
+@router.get("/{vm}/stats", dependencies=[Reader])
+async def vm_stats(vm: str, svc: Svc) -> VmStats:
+    """CPU, memory and disk figures of a running VM."""
+    return await svc.manager.stats(vm)
+
+
+@router.post("/{vm}/exec", dependencies=[Operator])
+async def exec_in_vm(vm: str, body: ExecRequest, svc: Svc) -> ExecOutput:
+    """Run a command in the guest through its agent (PowerShell Direct's Invoke-Command)."""
+    return await svc.manager.exec(ExecInVm(vm, body))

@@ -1,0 +1,355 @@
+"""VmManager: the one place that decides what happens to VMs.
+
+It checks every command against the VM's state, the host and the policies, then carries it out
+through the inventory (configurations on disk) and the VM's worker (everything that runs).
+It never blocks the event loop: disk and worker I/O run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from functools import partial
+
+import psutil
+from pydantic import TypeAdapter, ValidationError
+
+from pyhv.errors import ConflictError, StateError
+from pyhv.host.resources import HostResources
+from pyhv.inventory import Inventory
+from pyhv.model import VmState, VmStats, VmStatus, config_error
+from pyhv.paths import HomePaths
+from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
+from pyhv.service.confine import StorageRoots, confine_config
+from pyhv.service.events import EventBus
+from pyhv.service.jobs import Job, JobContext, Jobs
+from pyhv.service.policies import (
+    Cgroups,
+    admit_memory,
+    admit_reserve,
+    cpu_settings,
+    reserved_cpus,
+)
+from pyhv.service.power import STEPS, Step, exec_args, exec_output, not_reached, with_progress
+from pyhv.service.registry import ScanResult, VmEntry, VmRegistry, scan, write_policy
+from pyhv.service.schemas import ExecOutput, VmSummary, VmView, summarize
+from pyhv.service.supervisor import Supervisor
+from pyhv.units import MiB
+from pyhv.worker.states import transition
+from pyhv.worker.status_file import current_status, write_status
+
+log = logging.getLogger(__name__)
+
+SCAN_INTERVAL_S = 1.0
+SETTLE_TIMEOUT_S = 10.0
+SETTLE_POLL_S = 0.1
+_LISTING = TypeAdapter(list[VmSummary])
+# Changing these needs the VM at rest, as in Hyper-V.
+_OFF_ONLY = ("processor_count", "memory_startup_mib")
+
+
+def _available_memory_mib() -> int:
+    return int(psutil.virtual_memory().available // MiB)
+
+
+class VmManager:
+    def __init__(
+        self,
+        inventory: Inventory,
+        events: EventBus,
+        jobs: Jobs,
+        roots: StorageRoots,
+        host: HostResources,
+        supervisor: Supervisor,
+        cgroups: Cgroups | None,
+        available_memory_mib: Callable[[], int] = _available_memory_mib,
+    ) -> None:
+        self.paths = inventory.paths
+        self.inventory = inventory
+        self.registry = VmRegistry(self.paths)
+        self.events = events
+        self.jobs = jobs
+        self.roots = roots
+        self.host = host
+        self.supervisor = supervisor
+        self.cgroups = cgroups
+        self._available_memory_mib = available_memory_mib
+        self._mutating = asyncio.Lock()
+        self._busy: dict[str, Job] = {}
+        self._listing: tuple[int, bytes] | None = None
+        self._scanner: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the inventory, pick up VMs whose workers outlived a previous pyhvd, watch them."""
+        await self.refresh()
+        running = [e for e in self.registry.entries() if _running(e)]
+        for entry in running:
+            await self._apply_cgroup(entry)
+        names = [e.config.name for e in running]
+        log.info("%d VMs, %d running: %s", len(self.registry.entries()), len(names), names)
+        self._scanner = asyncio.create_task(self._scan_forever(), name="vm-scanner")
+
+    async def close(self) -> None:
+        if self._scanner is not None:
+            self._scanner.cancel()
+            await asyncio.gather(self._scanner, return_exceptions=True)
+
+    async def _scan_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SCAN_INTERVAL_S)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("scanning the inventory failed")
+
+    async def refresh(self) -> None:
+        """Take in what others changed on disk: workers' status files, configs edited elsewhere."""
+        result = await asyncio.to_thread(scan, self.paths, self.registry.seen())
+        self._apply(result)
+
+    def _apply(self, result: ScanResult) -> None:
+        for vm_id in result.gone:
+            if (entry := self.registry.drop(vm_id)) is not None:
+                self.events.publish("vm.removed", id=vm_id, name=entry.config.name)
+        for vm_id, (config, policy, stamp) in result.configs.items():
+            known = self.registry.has(vm_id)
+            self.registry.put(config, policy, stamp)
+            self.events.publish("vm.changed" if known else "vm.created", id=vm_id, name=config.name)
+        for vm_id, (status, status_stamp) in result.statuses.items():
+            if self.registry.has(vm_id) and self.registry.set_status(vm_id, status, status_stamp):
+                self._state_changed(self.registry.get(vm_id))
+
+    def _state_changed(self, entry: VmEntry) -> None:
+        if not _running(entry) and self.cgroups is not None:
+            self.cgroups.remove(entry.config.id)
+        self._publish_state(entry)
+
+    def _publish_state(self, entry: VmEntry) -> None:
+        self.events.publish(
+            "vm.state", **summarize(entry.config, entry.status).model_dump(mode="json")
+        )
+
+    # -- reads: memory only -------------------------------------------------------------------
+
+    def list_json(self) -> bytes:
+        """``GET /vms`` as bytes, rebuilt only after a change, so listing thousands stays cheap."""
+        version = self.registry.version
+        if self._listing is None or self._listing[0] != version:
+            rows = [summarize(e.config, e.status) for e in self.registry.entries()]
+            self._listing = (version, _LISTING.dump_json(rows))
+        return self._listing[1]
+
+    def get(self, ref: str) -> VmView:
+        """:raises NotFoundError: for an unknown name or id."""
+        entry = self.registry.get(ref)
+        return VmView(config=entry.config, status=entry.status, policy=entry.policy)
+
+    # -- configuration ------------------------------------------------------------------------
+
+    async def create(self, cmd: CreateVm) -> VmView:
+        """:raises ConflictError: name or id taken. :raises ConfigError: invalid or too big.
+        :raises PermissionDenied: a path outside the storage roots."""
+        config = confine_config(cmd.config, self.roots)
+        async with self._mutating:
+            _check_name_free(self.registry, config.name, config.id)
+            config = await asyncio.to_thread(self.inventory.create, config)
+            await asyncio.to_thread(write_policy, self.paths, config.id, cmd.policy)
+            entry = self.registry.put(config, cmd.policy)
+        self.events.publish("vm.created", id=config.id, name=config.name)
+        return VmView(config=entry.config, status=entry.status, policy=entry.policy)
+
+    async def update(self, cmd: UpdateVm) -> VmView:
+        """:raises StateError: processors or memory changed while the VM is not Off."""
+        async with self._mutating:
+            entry = self.registry.get(cmd.vm)
+            changes = cmd.patch.config_changes()
+            _check_off_only(entry, changes)
+            if "name" in changes:
+                _check_name_free(self.registry, str(changes["name"]), entry.config.id)
+            try:
+                config = type(entry.config).model_validate(entry.config.model_dump() | changes)
+            except ValidationError as err:
+                raise config_error(err) from None
+            policy = cmd.patch.policy or entry.policy
+            if changes:
+                config = await asyncio.to_thread(self.inventory.save, config)
+            if cmd.patch.policy is not None:
+                await asyncio.to_thread(write_policy, self.paths, config.id, policy)
+            entry = self.registry.put(config, policy)
+        if cmd.patch.policy is not None and _running(entry):
+            await self._apply_cgroup(entry)
+        self.events.publish("vm.changed", id=config.id, name=config.name)
+        return VmView(config=entry.config, status=entry.status, policy=entry.policy)
+
+    async def remove(self, cmd: RemoveVm) -> None:
+        """Forget a VM (its disks stay), as Remove-VM: only at rest.
+
+        :raises StateError: while the VM runs.
+        """
+        async with self._mutating:
+            entry = self.registry.get(cmd.vm)
+            if _running(entry):
+                raise StateError(
+                    f"cannot remove VM {entry.config.name!r}: it is {entry.status.state}; "
+                    "turn it off first"
+                )
+            await asyncio.to_thread(self.inventory.remove, entry.config.id)
+            self.registry.drop(entry.config.id)
+        self.events.publish("vm.removed", id=entry.config.id, name=entry.config.name)
+
+    def running_count(self) -> int:
+        return sum(1 for e in self.registry.entries() if _running(e))
+
+    # -- power --------------------------------------------------------------------------------
+
+    async def power(self, cmd: PowerVm) -> Job:
+        """Check the operation is legal now, then run it as a job.
+
+        :raises StateError: the VM's state does not allow it (nothing is started).
+        :raises ConflictError: another power job runs for the VM, or a start the host's
+            memory or processor reserves cannot honor.
+        """
+        entry = self.registry.get(cmd.vm)
+        vm_id, name = entry.config.id, entry.config.name
+        if (busy := self._busy.get(vm_id)) is not None:
+            raise ConflictError(
+                f"VM {name!r} is busy with {busy.operation} (job {busy.id}): "
+                "wait for it or cancel it"
+            )
+        step = STEPS[cmd.op]
+        transition(entry.status.state, step.action, name)
+        if cmd.op is Power.START:
+            self._admit(entry)
+        job = self.jobs.submit(cmd.op.value, vm_id, partial(self._carry_out, vm_id, cmd.op))
+        self._busy[vm_id] = job
+        return job
+
+    def _admit(self, entry: VmEntry) -> None:
+        name = entry.config.name
+        held = {
+            e.config.name: reserved_cpus(e.config.processor_count, e.policy)
+            for e in self.registry.entries()
+            if _running(e) and e.config.id != entry.config.id
+        }
+        wanted = reserved_cpus(entry.config.processor_count, entry.policy)
+        admit_reserve(name, wanted, self.host.cores, held)
+        if entry.status.state != VmState.SAVED:
+            admit_memory(name, entry.config.memory_startup_mib, self._available_memory_mib())
+
+    async def _carry_out(self, vm_id: str, op: Power, ctx: JobContext) -> None:
+        try:
+            entry = self.registry.get(vm_id)
+            step = STEPS[op]
+            if op is Power.START:
+                restore = entry.status.state == VmState.SAVED
+                launch = asyncio.to_thread(self.supervisor.launch, entry.config, restore=restore)
+                await with_progress(ctx, launch, step.expected_s)
+            elif op is Power.TURN_OFF and entry.status.state == VmState.SAVED:
+                await asyncio.to_thread(discard_saved_state, self.paths, vm_id)
+            else:
+                await self._call_worker(ctx, entry, step)
+            entry = await self._settle(vm_id, step)
+            if entry.status.state not in step.target:
+                raise not_reached(entry.config.name, op, entry.status.state, entry.status.reason)
+            if op is Power.START:
+                await self._apply_cgroup(entry)
+        finally:
+            self._busy.pop(vm_id, None)
+
+    async def _call_worker(self, ctx: JobContext, entry: VmEntry, step: Step) -> None:
+        assert step.worker_op is not None
+        call = asyncio.to_thread(self.supervisor.call, entry.config, step.worker_op)
+        try:
+            await with_progress(ctx, call, step.expected_s)
+        except StateError:
+            # A worker whose QEMU ended may close its socket before the reply is out;
+            # the status it wrote last says whether the operation worked.
+            if step.target - {VmState.OFF, VmState.SAVED}:
+                raise
+            log.info("VM %s: worker left during %s", entry.config.name, step.worker_op)
+
+    async def _settle(self, vm_id: str, step: Step) -> VmEntry:
+        """The VM's status once it reached the step's target or came to rest elsewhere."""
+        deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT_S
+        while True:
+            entry = await self._sync_status(vm_id)
+            state = entry.status.state
+            if state in step.target or not _running(entry):
+                return entry
+            if asyncio.get_running_loop().time() > deadline:
+                return entry
+            await asyncio.sleep(SETTLE_POLL_S)
+
+    async def _sync_status(self, vm_id: str) -> VmEntry:
+        status = await asyncio.to_thread(current_status, self.paths, vm_id)
+        entry = self.registry.get(vm_id)
+        if self.registry.set_status(vm_id, status):
+            self._state_changed(entry)
+        return entry
+
+    async def _apply_cgroup(self, entry: VmEntry) -> None:
+        """Best effort: a host without a writable cpu controller still runs VMs, unlimited."""
+        if self.cgroups is None:
+            return
+        settings = cpu_settings(entry.config.processor_count, entry.policy)
+        pids = self.supervisor.pids(entry.status)
+        try:
+            await asyncio.to_thread(self.cgroups.apply, entry.config.id, settings)
+            await asyncio.to_thread(self.cgroups.attach, entry.config.id, pids)
+        except OSError as err:
+            log.warning("VM %s: cgroup not set: %s", entry.config.name, err)
+
+    # -- running VMs --------------------------------------------------------------------------
+
+    async def stats(self, ref: str) -> VmStats:
+        """:raises StateError: when the VM does not run."""
+        entry = self._running_entry(ref, "read statistics of")
+        result = await asyncio.to_thread(self.supervisor.call, entry.config, "stats")
+        return VmStats.model_validate(result["stats"])
+
+    async def exec(self, cmd: ExecInVm) -> ExecOutput:
+        """:raises StateError: when the VM does not run or has no guest agent."""
+        entry = self._running_entry(cmd.vm, "run a command in")
+        args = exec_args(cmd.request)
+        result = await asyncio.to_thread(self.supervisor.call, entry.config, "exec", **args)
+        return exec_output(result)
+
+    def _running_entry(self, ref: str, verb: str) -> VmEntry:
+        entry = self.registry.get(ref)
+        if not _running(entry):
+            raise StateError(
+                f"cannot {verb} VM {entry.config.name!r}: it is {entry.status.state}; start it"
+            )
+        return entry
+
+
+def discard_saved_state(paths: HomePaths, vm_id: str) -> None:
+    """Turning off a Saved VM drops its memory image; no worker runs to do it, so pyhvd does."""
+    paths.vm_saved_state(vm_id).unlink(missing_ok=True)
+    write_status(
+        paths.vm_status(vm_id), VmStatus(state=VmState.OFF, reason="saved state discarded")
+    )
+
+
+def _running(entry: VmEntry) -> bool:
+    return entry.status.state not in (VmState.OFF, VmState.SAVED)
+
+
+def _check_name_free(registry: VmRegistry, name: str, vm_id: str) -> None:
+    other = registry.name_taken(name, by_other_than=vm_id)
+    if other is not None:
+        raise ConflictError(
+            f"a VM named {name!r} already exists ({other.config.id}): choose another name"
+        )
+
+
+def _check_off_only(entry: VmEntry, changes: dict[str, object]) -> None:
+    if entry.status.state == VmState.OFF:
+        return
+    for field in _OFF_ONLY:
+        if field in changes and changes[field] != getattr(entry.config, field):
+            raise StateError(
+                f"cannot change {field.replace('_', ' ')} of VM {entry.config.name!r}: "
+                f"it is {entry.status.state}; turn it off first"
+            )

@@ -1,0 +1,114 @@
+"""The API's own request and response shapes, shared with ``pyhv.client``.
+
+VM configurations, states and statistics are the models of :mod:`pyhv.model`; this module adds
+only what exists because of the API: summaries for listings, a VM with its status and policy,
+the partial update of PATCH, and the exec call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pyhv.model import AutomaticStartAction, AutomaticStopAction, VmConfig, VmState, VmStatus
+from pyhv.service.policies import ProcessorPolicy
+
+
+class HostInfo(BaseModel):
+    """``GET /host``: what pyhvd manages and what the host offers VMs."""
+
+    version: str
+    home: str
+    cores: int
+    memory_mib: int
+    storage_roots: list[str]
+    vms: int
+    running: int
+
+
+class VmSummary(BaseModel):
+    """One row of ``GET /vms``, what Get-VM shows: cheap to list by the thousand."""
+
+    id: str
+    name: str
+    state: VmState
+    critical: bool
+    reason: str | None
+    since: datetime
+    generation: int
+    processor_count: int
+    memory_startup_mib: int
+
+
+class VmView(BaseModel):
+    """``GET /vms/{id}``: the configuration, what the VM is doing, and its resource controls."""
+
+    config: VmConfig
+    status: VmStatus
+    policy: ProcessorPolicy
+
+    def summary(self) -> VmSummary:
+        return summarize(self.config, self.status)
+
+
+def summarize(config: VmConfig, status: VmStatus) -> VmSummary:
+    return VmSummary(
+        id=config.id,
+        name=config.name,
+        state=status.state,
+        critical=status.critical,
+        reason=status.reason,
+        since=status.since,
+        generation=config.generation,
+        processor_count=config.processor_count,
+        memory_startup_mib=config.memory_startup_mib,
+    )
+
+
+class VmCreate(VmConfig):
+    """``POST /vms``: a configuration (``id`` optional) plus its processor resource controls."""
+
+    policy: ProcessorPolicy = Field(default_factory=ProcessorPolicy)
+
+    def split(self) -> tuple[VmConfig, ProcessorPolicy]:
+        fields = self.model_dump(exclude={"policy"})
+        return VmConfig.model_validate(fields), self.policy
+
+
+class VmPatch(BaseModel):
+    """``PATCH /vms/{id}``: Set-VM, Set-VMProcessor and Set-VMMemory in one; absent = unchanged.
+
+    Processor count and startup memory change only while the VM is Off; the rest at any time.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    processor_count: int | None = None
+    memory_startup_mib: int | None = None
+    notes: str | None = None
+    automatic_start_action: AutomaticStartAction | None = None
+    automatic_stop_action: AutomaticStopAction | None = None
+    policy: ProcessorPolicy | None = None
+
+    def config_changes(self) -> dict[str, object]:
+        return self.model_dump(exclude_none=True, exclude={"policy"})
+
+
+class ExecRequest(BaseModel):
+    """``POST /vms/{id}/exec``: run a command in the guest through its agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    argv: Annotated[list[str], Field(min_length=1)]
+    stdin: str | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+class ExecOutput(BaseModel):
+    exit_code: int
+    stdout: str
+    stderr: str
+    signal: int | None = None

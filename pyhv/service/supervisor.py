@@ -1,0 +1,57 @@
+"""The seam between the manager and the VMs' workers: launch one, call its control ops.
+
+Workers are started detached (their own session), so they outlive pyhvd; reattaching after a
+restart needs nothing but their control sockets, which :class:`WorkerSupervisor` opens per call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import psutil
+
+from pyhv.model import VmConfig, VmStatus
+from pyhv.paths import HomePaths
+from pyhv.worker.client import WorkerClient
+from pyhv.worker.launcher import start_worker
+
+# Ops that end QEMU answer only once it is gone: give them the worker's own shutdown timeout.
+SLOW_OP_TIMEOUT_S = 600.0
+
+
+class Supervisor(Protocol):
+    def launch(self, config: VmConfig, *, restore: bool) -> None:
+        """Start the VM's worker; returns once it answers on its control socket.
+
+        :raises PyhvError: with the worker's own message when it gave up.
+        """
+
+    def call(self, config: VmConfig, op: str, **args: Any) -> Any:
+        """One control op on the VM's worker.
+
+        :raises StateError: when no worker answers.
+        """
+
+    def pids(self, status: VmStatus) -> list[int]:
+        """The worker's process and its children (QEMU), for the VM's cgroup."""
+
+
+class WorkerSupervisor:
+    def __init__(self, paths: HomePaths) -> None:
+        self.paths = paths
+
+    def launch(self, config: VmConfig, *, restore: bool) -> None:
+        start_worker(self.paths, config, restore=restore)
+
+    def call(self, config: VmConfig, op: str, **args: Any) -> Any:
+        client = WorkerClient(self.paths.runtime(config.id).control, config.name)
+        return client.call(op, timeout=SLOW_OP_TIMEOUT_S, **args)
+
+    def pids(self, status: VmStatus) -> list[int]:
+        if status.worker_pid is None:
+            return []
+        try:
+            worker = psutil.Process(status.worker_pid)
+            return [worker.pid, *(p.pid for p in worker.children(recursive=True))]
+        except psutil.Error:
+            return []

@@ -1,0 +1,113 @@
+"""Opening images with their differencing parents: find, open read-only, verify, attach.
+
+A differencing layer says where its parent may be (``parent_candidates()``) and which identity
+it was made against (``parent_identity``); the first candidate that exists is opened read-only,
+recursively, and must carry exactly that identity. Loops are caught by real path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import cast
+
+from pyhv.errors import InvalidFormat, NotFoundError, ParentError, UnsupportedFeature
+from pyhv.storage.formats import Differencing, FormatDriver
+from pyhv.storage.image import DiskImage, DiskType, ImageFormat
+from pyhv.storage.probe import detect_format
+
+_MODULES = {
+    ImageFormat.VHD: "pyhv.storage.vhd",
+    ImageFormat.VHDX: "pyhv.storage.vhdx",
+    ImageFormat.RAW: "pyhv.storage.raw",
+}
+_EXTENSIONS = {".vhd": ImageFormat.VHD, ".avhd": ImageFormat.VHD}
+_EXTENSIONS |= {".vhdx": ImageFormat.VHDX, ".avhdx": ImageFormat.VHDX}
+
+
+def driver_for(fmt: ImageFormat) -> FormatDriver:
+    """The format package's ``FORMAT`` object.
+
+    :raises UnsupportedFeature: when the package is not available.
+    """
+    try:
+        module = importlib.import_module(_MODULES[fmt])
+        return cast(FormatDriver, module.FORMAT)
+    except (ImportError, AttributeError) as e:
+        raise UnsupportedFeature(f"{fmt.value} images are not supported by this build") from e
+
+
+def open_layer(path: str | os.PathLike[str], writable: bool = False) -> DiskImage:
+    """Open one file by its content, without its parent (structure-only inspection).
+
+    A file named .vhd/.vhdx whose content is not that format is refused rather than taken as raw.
+
+    :raises NotFoundError, InvalidFormat, CorruptImage, UnsupportedFeature:
+    """
+    p = Path(path)
+    if not p.exists():
+        raise NotFoundError(f"{p}: no such file")
+    if p.is_dir():
+        raise InvalidFormat(f"{p} is a directory, not a disk image")
+    fmt = detect_format(p)
+    expected = _EXTENSIONS.get(p.suffix.lower())
+    if fmt == ImageFormat.RAW and expected is not None:
+        what = "VHD footer ('conectix')" if expected == ImageFormat.VHD else "'vhdxfile' signature"
+        raise InvalidFormat(f"{p}: not a {expected.value.upper()} file (no {what})")
+    return driver_for(fmt).open_layer(p, writable)
+
+
+def open_chain(path: str | os.PathLike[str], writable: bool = False) -> DiskImage:
+    """Open ``path`` and every ancestor (ancestors always read-only).
+
+    :raises ParentError: parent missing, loop, or identity mismatch.
+    """
+    top = open_layer(path, writable)
+    try:
+        _attach_ancestors(top, {os.path.realpath(path)})
+    except BaseException:
+        top.close()
+        raise
+    return top
+
+
+def _attach_ancestors(child: DiskImage, seen: set[str]) -> None:
+    while child.disk_type == DiskType.DIFFERENCING:
+        diff = cast(Differencing, child)
+        parent_path = _find_parent(child.path, diff.parent_candidates())
+        real = os.path.realpath(parent_path)
+        if real in seen:
+            raise ParentError(f"{child.path}: parent loop: {parent_path} is already in the chain")
+        seen.add(real)
+        parent = open_layer(parent_path, writable=False)
+        try:
+            if parent.identity != diff.parent_identity:
+                raise ParentError(
+                    f"{child.path}: parent {parent_path} has identity {parent.identity.hex()}, "
+                    f"but the child was made from {diff.parent_identity.hex()} "
+                    "(wrong or modified parent; use set-parent with the right file)"
+                )
+            diff.attach_parent(parent)
+        except BaseException:
+            parent.close()
+            raise
+        child = parent
+
+
+def _find_parent(child_path: Path, candidates: list[Path]) -> Path:
+    for c in candidates:
+        if c.is_file():
+            return c
+    if not candidates:
+        raise ParentError(f"{child_path}: differencing disk names no parent")
+    looked = ", ".join(str(c) for c in candidates)
+    raise ParentError(f"{child_path}: parent not found: {candidates[0].name} (looked in {looked})")
+
+
+def format_for_name(path: Path) -> ImageFormat | None:
+    """The format a new file gets from its extension; None when the extension means nothing."""
+    suffix = path.suffix.lower()
+    if suffix in (".img", ".raw"):
+        return ImageFormat.RAW
+    return _EXTENSIONS.get(suffix)

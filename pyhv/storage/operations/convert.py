@@ -1,0 +1,73 @@
+"""Convert-VHD: copy what a disk (through its whole chain) shows into a new image of any format.
+
+The new image is built under a hidden temporary name next to the target and gets its real name
+only when complete and flushed, so a failed or killed convert never leaves a half-written file
+at the target path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyhv.errors import ConflictError, UsageError
+from pyhv.storage import create_image, format_for_name, open_image
+from pyhv.storage.image import CreateSpec, DiskType, ExtentState
+from pyhv.storage.operations.files import fsync_dir, publish, remove_quietly
+from pyhv.storage.operations.progress import Progress
+from pyhv.storage.operations.transfer import copy_ranges
+
+
+def convert_image(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    disk_type: DiskType | None = None,
+    block_size: int | None = None,
+    logical_sector_size: int | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Write ``dst`` (format from its extension) with the content ``src`` shows.
+
+    ``disk_type`` defaults to the source's type, differencing becoming dynamic (the chain is
+    flattened); the logical sector size defaults to the source's.
+
+    :raises ConflictError: ``dst`` exists.
+    :raises UsageError: a differencing target was asked for, or invalid sizes for the format.
+    """
+    src_path, dst_path = Path(src), Path(dst)
+    if disk_type == DiskType.DIFFERENCING:
+        raise UsageError("convert makes fixed or dynamic disks; use 'pyhv vhd new --parent'")
+    if format_for_name(dst_path) is None:
+        raise UsageError(
+            f"{dst_path}: unknown extension {dst_path.suffix!r}: use .vhd, .vhdx, .img or .raw"
+        )
+    if dst_path.exists() or dst_path.is_symlink():
+        raise ConflictError(f"{dst_path} already exists; remove it or pick another name")
+    with open_image(src_path) as source:
+        if disk_type is None:
+            disk_type = (
+                DiskType.DYNAMIC if source.disk_type == DiskType.DIFFERENCING else source.disk_type
+            )
+        spec = CreateSpec(
+            size=source.size,
+            disk_type=disk_type,
+            block_size=block_size,
+            logical_sector_size=logical_sector_size or source.logical_sector_size,
+        )
+        tmp = dst_path.with_name(f".{dst_path.stem}.{os.getpid()}.partial{dst_path.suffix}")
+        try:
+            create_image(tmp, spec)
+            with open_image(tmp, writable=True) as target:
+                data = [
+                    (e.offset, e.length)
+                    for e in source.extents(chain=True)
+                    if e.state == ExtentState.DATA
+                ]
+                copy_ranges(source, target, data, dst_reads_zero=True, progress=progress)
+                target.flush()
+            publish(tmp, dst_path)
+        except BaseException:
+            remove_quietly(tmp)
+            raise
+    fsync_dir(dst_path.parent)

@@ -1,0 +1,161 @@
+"""New fixed, dynamic and differencing VHDX files.
+
+Layout pyhv writes (every offset is also recorded in the region table, as readers must take
+it from there): header section, log @1 MiB (1 MiB), metadata @2 MiB (1 MiB), BAT @3 MiB
+(1 MiB multiple), then payload blocks. Fixed disks get every block FULLY_PRESENT, allocated.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyhv
+from pyhv.errors import ConflictError, UsageError
+from pyhv.storage.image import CreateSpec, DiskImage, DiskType
+from pyhv.storage.vhdx import bat as batlib
+from pyhv.storage.vhdx import header as hdr
+from pyhv.storage.vhdx import structs as s
+from pyhv.storage.vhdx.image import os_errors
+from pyhv.storage.vhdx.metadata import DiskParams, pack_metadata_region
+from pyhv.storage.vhdx.parent import build_locator
+from pyhv.storage.vhdx.region import Region, RegionTable, pack_region_table
+from pyhv.units import MiB, format_size
+
+LOG_OFFSET = 1 * MiB
+METADATA_OFFSET = 2 * MiB
+METADATA_LENGTH = 1 * MiB
+BAT_OFFSET = 3 * MiB
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything a new file holds: (offset, bytes) pieces and the final file size."""
+
+    pieces: list[tuple[int, bytes]]
+    file_size: int
+    payload_start: int
+    fixed: bool
+
+
+def disk_params(spec: CreateSpec, parent: DiskImage | None, child: Path) -> DiskParams:
+    """Validated parameters of the new disk.
+
+    :raises UsageError: sizes or sector sizes outside what VHDX allows.
+    """
+    diff = spec.disk_type is DiskType.DIFFERENCING
+    if diff and parent is None:
+        raise UsageError("a differencing disk needs a parent")
+    if parent is not None and diff:
+        lss, pss, size = parent.logical_sector_size, parent.physical_sector_size, parent.size
+        default_block = s.DEFAULT_DIFFERENCING_BLOCK_SIZE
+        try:
+            page83 = uuid.UUID(parent.info().identifier)
+        except ValueError:
+            page83 = uuid.uuid4()
+    else:
+        lss = spec.logical_sector_size
+        pss = spec.physical_sector_size or max(s.DEFAULT_PHYSICAL_SECTOR_SIZE, lss)
+        size = spec.size
+        default_block = s.DEFAULT_BLOCK_SIZE
+        page83 = uuid.uuid4()
+    if lss not in s.SECTOR_SIZES or pss not in s.SECTOR_SIZES:
+        raise UsageError(f"sector sizes {lss}/{pss}: VHDX allows 512 or 4096")
+    if pss < lss:
+        raise UsageError(f"physical sector size {pss} is smaller than the logical {lss}")
+    size = -(-size // lss) * lss
+    if size <= 0 or size > s.MAX_VIRTUAL_DISK_SIZE:
+        raise UsageError(f"size {format_size(size)} is outside what VHDX allows (1 byte – 64T)")
+    block = spec.block_size or default_block
+    if block < s.MIN_BLOCK_SIZE or block > s.MAX_BLOCK_SIZE or block & (block - 1):
+        raise UsageError(f"block size {format_size(block)}: use a power of two from 1M to 256M")
+    locator: dict[str, str] = {}
+    if diff and parent is not None:
+        locator = build_locator(parent.identity, Path(spec.parent or parent.path), child)
+    return DiskParams(
+        block_size=block,
+        virtual_size=size,
+        logical_sector_size=lss,
+        physical_sector_size=pss,
+        page83_id=page83,
+        leave_block_allocated=spec.disk_type is DiskType.FIXED,
+        has_parent=diff,
+        parent_locator=locator,
+    )
+
+
+def build_layout(p: DiskParams) -> Layout:
+    """Pure: the bytes of a new empty disk with parameters ``p``."""
+    g = batlib.BatGeometry(p.block_size, p.logical_sector_size, p.virtual_size, p.has_parent)
+    bat_length = batlib.bat_region_length(g)
+    payload_start = BAT_OFFSET + bat_length
+    bat = [0] * g.entry_count
+    fixed = p.leave_block_allocated and not p.has_parent
+    if fixed:
+        for block in range(g.payload_blocks):
+            offset = payload_start + block * p.block_size
+            bat[g.payload_index(block)] = batlib.pack_entry(s.PayloadState.FULLY_PRESENT, offset)
+    file_size = payload_start + (g.payload_blocks * p.block_size if fixed else 0)
+    regions = RegionTable(
+        Region(s.BAT_REGION_GUID, BAT_OFFSET, bat_length, True),
+        Region(s.METADATA_REGION_GUID, METADATA_OFFSET, METADATA_LENGTH, True),
+    )
+    first = hdr.Header(
+        sequence_number=1,
+        file_write_guid=uuid.uuid4(),
+        data_write_guid=uuid.uuid4(),
+        log_guid=s.NULL_GUID,
+        log_length=s.DEFAULT_LOG_SIZE,
+        log_offset=LOG_OFFSET,
+    )
+    table = pack_region_table(regions)
+    pieces = [
+        (0, hdr.pack_file_identifier(f"pyhv {pyhv.__version__}")),
+        (s.HEADER_1_OFFSET, hdr.pack_header(first)),
+        (s.HEADER_2_OFFSET, hdr.pack_header(hdr.next_header(first, new_file_write=False))),
+        (s.REGION_TABLE_1_OFFSET, table),
+        (s.REGION_TABLE_2_OFFSET, table),
+        (METADATA_OFFSET, pack_metadata_region(p, METADATA_LENGTH)),
+        (BAT_OFFSET, batlib.pack_bat(bat)),
+    ]
+    return Layout(pieces, file_size, payload_start, fixed)
+
+
+def create(path: Path, spec: CreateSpec, parent: DiskImage | None) -> None:
+    """Write a new disk at ``path``; an existing file is never overwritten.
+
+    :raises ConflictError: the file exists. :raises UsageError: invalid parameters.
+    """
+    path = Path(path)
+    layout = build_layout(disk_params(spec, parent, path))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError as err:
+        raise ConflictError(f"{path}: file exists; remove it or choose another name") from err
+    except OSError as err:
+        raise UsageError(f"{path}: cannot create: {err.strerror}") from err
+    try:
+        with os_errors(path, "create"):
+            for offset, data in layout.pieces:
+                os.pwrite(fd, data, offset)
+            os.ftruncate(fd, layout.file_size)
+            if layout.fixed:
+                _preallocate(fd, layout.payload_start, layout.file_size - layout.payload_start)
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
+def _preallocate(fd: int, offset: int, length: int) -> None:
+    """Fixed disks own their space; file systems without fallocate keep a sparse file."""
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise

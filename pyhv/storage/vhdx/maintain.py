@@ -1,0 +1,288 @@
+"""Structural changes of an open VHDX: resize, compact, re-pointing the parent locator.
+
+Each change is ordered so a crash leaves the old or the new disk: new space is written and
+synced before anything points at it, and every change of the BAT, metadata or region tables
+goes through one log transaction. Called only from :class:`VhdxImage`, whose methods do the I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyhv.errors import ParentError, UnsupportedFeature, UsageError
+from pyhv.storage.image import DiskImage, DiskType, ExtentState
+from pyhv.storage.vhdx import bat as batlib
+from pyhv.storage.vhdx import structs as s
+from pyhv.storage.vhdx.metadata import (
+    pack_parent_locator,
+    parse_disk_params,
+    parse_metadata_table,
+    replace_item,
+)
+from pyhv.storage.vhdx.parent import build_locator
+from pyhv.storage.vhdx.region import Region, RegionTable, pack_region_table
+from pyhv.units import MiB, format_size
+
+if TYPE_CHECKING:
+    from pyhv.storage.vhdx.image import VhdxImage
+
+SECTOR = s.LOG_SECTOR_SIZE
+Progress = Callable[[int, int], None]
+COPY_CHUNK = 8 * MiB
+
+
+def changed_sectors(old: bytes, new: bytes, base: int) -> dict[int, bytes]:
+    """File offset → new 4 KiB sector for every sector of ``new`` that differs from ``old``."""
+    return {
+        base + i: new[i : i + SECTOR]
+        for i in range(0, len(new), SECTOR)
+        if new[i : i + SECTOR] != old[i : i + SECTOR]
+    }
+
+
+def rewrite_metadata(image: VhdxImage, region: bytes, data: bool) -> None:
+    md = image.regions.metadata
+    image._log_transaction(changed_sectors(image._metadata, region, md.file_offset), [], data)
+    image._metadata = region
+    image._items = parse_metadata_table(region, md.length)
+    image.params = parse_disk_params(region, image._items)
+
+
+def set_parent_locator(image: VhdxImage, parent: DiskImage, parent_path: Path) -> None:
+    """:raises ParentError: not differencing, or ``parent`` is not this disk's parent."""
+    image._require_writable()
+    if not image.params.has_parent:
+        raise ParentError(f"{image.path}: not a differencing disk")
+    if not image.accepts_parent_identity(parent.identity):
+        raise ParentError(f"{image.path}: {parent_path} is not its parent (identity mismatch)")
+    with image._io.exclusive(), image.lock:
+        image._commit()
+        old = image.params.parent_locator
+        fresh = build_locator(image.parent_identity, parent_path, image.path)
+        locator = {k: v for k, v in old.items() if k.startswith("parent_linkage")}
+        locator.update({k: v for k, v in fresh.items() if k != "parent_linkage"})
+        region = replace_item(
+            image._metadata, image._items, s.PARENT_LOCATOR_GUID, pack_parent_locator(locator)
+        )
+        rewrite_metadata(image, region, data=False)
+
+
+def resize(image: VhdxImage, new_size: int) -> None:
+    """Grow or shrink the virtual disk (never below :meth:`VhdxImage.minimum_size`).
+
+    :raises UsageError: size out of range. :raises UnsupportedFeature: differencing disks.
+    """
+    image._require_writable()
+    lss = image.logical_sector_size
+    new_size = -(-new_size // lss) * lss
+    if image.params.has_parent:
+        raise UnsupportedFeature(f"{image.path}: resize the base disk, not a differencing disk")
+    if new_size <= 0 or new_size > s.MAX_VIRTUAL_DISK_SIZE:
+        raise UsageError(f"{image.path}: size {new_size} is outside 1 byte – 64 TiB")
+    with image._io.exclusive(), image.lock:
+        image._commit()
+        minimum = image.minimum_size()
+        if new_size < minimum:
+            raise UsageError(
+                f"{image.path}: cannot shrink to {format_size(new_size)}: data ends at "
+                f"{minimum} bytes; the minimum size is {format_size(minimum)}"
+            )
+        if new_size == image.size:
+            return
+        old_g = image.geometry
+        new_g = dataclasses.replace(old_g, virtual_size=new_size)
+        bat = list(image.bat[: new_g.entry_count]) + [0] * (new_g.entry_count - len(image.bat))
+        if new_size > image.size:
+            _clear_tail_of_last_block(image, old_g)
+            if image.disk_type is DiskType.FIXED:
+                _allocate_fixed_blocks(image, bat, old_g, new_g)
+        region = replace_item(
+            image._metadata,
+            image._items,
+            s.VIRTUAL_DISK_SIZE_GUID,
+            new_size.to_bytes(8, "little"),
+        )
+        md_sectors = changed_sectors(image._metadata, region, image.regions.metadata.file_offset)
+        bat_sectors = _bat_changes(image, bat)
+        capacity = image.header.log_length // SECTOR - 4
+        if (
+            new_g.bat_bytes <= image.regions.bat.length
+            and len(bat_sectors) + len(md_sectors) <= capacity
+        ):
+            image._log_transaction({**bat_sectors, **md_sectors}, [], data=True)
+        else:
+            _relocate_bat(image, bat, new_g, md_sectors)
+        image.bat = bat
+        image.geometry = new_g
+        image._metadata = region
+        image._items = parse_metadata_table(region, image.regions.metadata.length)
+        image.params = parse_disk_params(region, image._items)
+        image._bitmaps.clear()
+
+
+def _bat_changes(image: VhdxImage, bat: list[int]) -> dict[int, bytes]:
+    old = batlib.pack_bat(image.bat)
+    new = batlib.pack_bat(bat)
+    length = max(len(old), len(new))
+    old, new = old.ljust(length, b"\0"), new.ljust(length, b"\0")
+    base = image.regions.bat.file_offset
+    out = {}
+    for i in range(0, length, SECTOR):
+        if old[i : i + SECTOR] != new[i : i + SECTOR]:
+            out[base + i] = new[i : i + SECTOR].ljust(SECTOR, b"\0")
+    return out
+
+
+def _clear_tail_of_last_block(image: VhdxImage, g: batlib.BatGeometry) -> None:
+    """Bytes past the old end inside the last block become visible when growing: zero them."""
+    last = g.payload_blocks - 1
+    entry = image.bat[g.payload_index(last)]
+    used = g.block_data_length(last)
+    if entry & s.BAT_STATE_MASK in batlib.PRESENT_STATES and used < g.block_size:
+        image._pwrite(batlib.entry_offset(entry) + used, bytes(g.block_size - used))
+
+
+def _allocate_fixed_blocks(
+    image: VhdxImage, bat: list[int], old_g: batlib.BatGeometry, new_g: batlib.BatGeometry
+) -> None:
+    for block in range(old_g.payload_blocks, new_g.payload_blocks):
+        offset = image._allocate(new_g.block_size)
+        bat[new_g.payload_index(block)] = batlib.pack_entry(s.PayloadState.FULLY_PRESENT, offset)
+
+
+def _relocate_bat(
+    image: VhdxImage, bat: list[int], g: batlib.BatGeometry, md_sectors: dict[int, bytes]
+) -> None:
+    """Write the BAT to fresh space at the end (with room to grow), then switch the region
+    tables and the size in one log transaction; the old BAT region becomes free space."""
+    length = max(batlib.bat_region_length(g), 2 * image.regions.bat.length)
+    offset = image._allocate(length)
+    image._pwrite(offset, batlib.pack_bat(bat))
+    old = image.regions
+    table = RegionTable(
+        Region(s.BAT_REGION_GUID, offset, length, old.bat.required), old.metadata, old.others
+    )
+    packed = pack_region_table(table)
+    sectors = dict(md_sectors)
+    for base in s.REGION_TABLE_OFFSETS:
+        for i in range(0, len(packed), SECTOR):
+            sectors[base + i] = packed[i : i + SECTOR]
+    image._log_transaction(sectors, [], data=True)
+    image.regions = table
+    image._reserved = [r for r in image._reserved if r[2] != f"region {s.BAT_REGION_GUID}"] + [
+        (offset, offset + length, f"region {s.BAT_REGION_GUID}")
+    ]
+
+
+def _block_reads_zero(image: VhdxImage, block: int) -> bool:
+    g = image.geometry
+    start, length = block * g.block_size, g.block_data_length(block)
+    pos = 0
+    while pos < length:
+        n = min(COPY_CHUNK, length - pos)
+        if image.read(start + pos, n).count(0) != n:
+            return False
+        pos += n
+    if image.params.has_parent:
+        parent = image.parent
+        if parent is None:
+            return False
+        # NOT_PRESENT exposes the parent again, so the parent must read zeros here as well.
+        return (
+            all(e.state is ExtentState.ZERO for e in parent.extents(start, length, chain=True))
+            or parent.read(start, length).count(0) == length
+        )
+    return True
+
+
+def compact(image: VhdxImage, progress: Progress | None = None) -> int:
+    """Release blocks reading all zeros, move tail blocks into holes, shrink the file.
+
+    Returns the number of bytes the file shrank by.
+    """
+    image._require_writable()
+    if image.disk_type is DiskType.FIXED:
+        return 0
+    g = image.geometry
+    with image._io.exclusive(), image.lock:
+        image._commit()
+        before = image._real_file_size()
+        present = image._present_blocks()
+        total = len(present) * 2
+        for done, block in enumerate(present):
+            if _block_reads_zero(image, block):
+                image._set_entry(g.payload_index(block), 0)
+                image._maybe_commit()
+            if progress:
+                progress(done + 1, total)
+        image._commit()
+        _pack_blocks(image, progress, len(present), total)
+        image._commit()
+        end = _used_end(image)
+        image._alloc_end = end
+        if end < before:
+            # The applied log entry names the old file size as flushed; a replay after the
+            # truncation would take the shorter file for damage, so retire the entry first.
+            image._begin_session(data=False)
+            image._retire_log_entry()
+            image._truncate(end)
+            image._sync()
+        if progress:
+            progress(total, total)
+        return max(0, before - image._real_file_size())
+
+
+def _allocations(image: VhdxImage) -> list[tuple[int, int, int]]:
+    """(file offset, length, BAT index) of every allocated block, lowest offset first."""
+    out = []
+    for index, entry in enumerate(image.bat):
+        length = image._entry_length(index, entry)
+        if length:
+            out.append((batlib.entry_offset(entry), length, index))
+    return sorted(out)
+
+
+def _used_end(image: VhdxImage) -> int:
+    ends = [end for _, end, _ in image._reserved]
+    ends += [off + length for off, length, _ in _allocations(image)]
+    return -(-max(ends) // MiB) * MiB
+
+
+def _pack_blocks(image: VhdxImage, progress: Progress | None, done: int, total: int) -> None:
+    allocs = _allocations(image)
+    fixed = sorted((start, end) for start, end, _ in image._reserved)
+    while allocs:
+        offset, length, index = allocs[-1]
+        hole = _lowest_hole(fixed + [(o, o + n) for o, n, _ in allocs[:-1]], length, offset)
+        if hole is None:
+            break
+        allocs.pop()
+        _copy(image, offset, hole, length)
+        state = image.bat[index] & s.BAT_STATE_MASK
+        image._set_entry(index, batlib.pack_entry(state, hole))
+        allocs.append((hole, length, index))
+        allocs.sort()
+        if len(image._dirty_bat) >= 32:
+            image._commit()
+        if progress:
+            progress(done, total)
+
+
+def _lowest_hole(used: list[tuple[int, int]], length: int, below: int) -> int | None:
+    pos = s.HEADER_SECTION_SIZE
+    for start, end in sorted(used):
+        if start - pos >= length and pos + length <= below:
+            return pos
+        pos = max(pos, -(-end // MiB) * MiB)
+    return None
+
+
+def _copy(image: VhdxImage, src: int, dst: int, length: int) -> None:
+    pos = 0
+    while pos < length:
+        n = min(COPY_CHUNK, length - pos)
+        image._pwrite(dst + pos, image._pread(src + pos, n))
+        pos += n

@@ -1,0 +1,73 @@
+"""Starting a VM's worker as a detached process and waiting until it serves its control socket.
+
+The worker gets its own session (a terminal's Ctrl-C or hang-up never reaches it) and writes
+its log to ``logs/<id>/worker.log``; when it fails before answering, the error is the last
+line it wrote there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pyhv.errors import PyhvError
+from pyhv.model import VmConfig
+from pyhv.paths import HomePaths
+from pyhv.worker.client import WorkerClient
+from pyhv.worker.process import tail_line
+
+ERROR_PREFIX = "pyhv-worker: error: "
+START_TIMEOUT_S = 120.0
+
+
+def worker_argv(paths: HomePaths, vm_id: str, *, restore: bool) -> list[str]:
+    argv = [sys.executable, "-m", "pyhv.worker", "--home", str(paths.home), vm_id]
+    return [*argv, "--restore"] if restore else argv
+
+
+def worker_log(paths: HomePaths, vm_id: str) -> Path:
+    return paths.vm_log_dir(vm_id) / "worker.log"
+
+
+def failure_message(last_line: str, returncode: int) -> str:
+    """The worker's own one-line error, or a pointer to its log."""
+    if ERROR_PREFIX in last_line:
+        return last_line.split(ERROR_PREFIX, 1)[1]
+    return f"the VM's worker exited with code {returncode}: {last_line or 'no output'}"
+
+
+def start_worker(
+    paths: HomePaths, config: VmConfig, *, restore: bool, timeout: float = START_TIMEOUT_S
+) -> WorkerClient:
+    """Start the worker and return a client once the VM runs.
+
+    :raises PyhvError: with the worker's own message when it gave up.
+    """
+    log_path = worker_log(paths, config.id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            worker_argv(paths, config.id, restore=restore),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    client = WorkerClient(paths.run_dir(config.id) / "control.sock", config.name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise PyhvError(failure_message(tail_line(log_path), code))
+        if client.socket_path.exists() and client.alive():
+            # Reap it whenever it ends, so a long-lived caller (tests, pyhvd) keeps no zombie.
+            threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+            return client
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise PyhvError(f"VM '{config.name}' did not start within {timeout:g} s: see {log_path}")

@@ -1,0 +1,141 @@
+"""The VM's QMP session: typed calls on top of qemu.qmp's ``QMPClient``.
+
+This is the one place where qemu.qmp's exceptions become :class:`~pyhv.errors.QmpError`, so the
+rest of the worker never sees a foreign error type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from qemu.qmp import ExecInterruptedError, ExecuteError, QMPClient, QMPError
+
+from pyhv.errors import QmpError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QmpEvent:
+    name: str
+    data: dict[str, Any]
+
+
+@contextlib.contextmanager
+def map_qmp_errors(what: str) -> Iterator[None]:
+    """Translate qemu.qmp's errors at the boundary, once."""
+    try:
+        yield
+    except ExecuteError as e:
+        raise QmpError(f"QEMU refused {what}: {e.error.error.desc}") from e
+    except ExecInterruptedError as e:
+        raise QmpError(f"QEMU went away during {what}") from e
+    except QMPError as e:
+        raise QmpError(f"QMP {what} failed: {e}") from e
+    except OSError as e:
+        raise QmpError(f"QMP {what} failed: {e.strerror or e}") from e
+
+
+class Qmp(Protocol):
+    """What the worker needs from QEMU's monitor; tests implement it with a fake."""
+
+    async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any: ...
+
+    def send_fd(self, fd: int) -> None: ...
+
+    def events(self) -> AsyncIterator[QmpEvent]: ...
+
+    async def close(self) -> None: ...
+
+
+class QmpSession:
+    """A connected monitor. Build it with :meth:`connect`."""
+
+    def __init__(self, client: QMPClient) -> None:
+        self._client = client
+
+    @classmethod
+    async def connect(cls, socket_path: str, name: str, timeout: float) -> QmpSession:
+        """Connect once QEMU has created its socket (QEMU creates it a moment after exec).
+
+        :raises QmpError: when the monitor does not answer within ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            client = QMPClient(name)
+            try:
+                await client.connect(socket_path)
+                return cls(client)
+            except QMPError as e:
+                if loop.time() >= deadline:
+                    raise QmpError(f"QEMU's monitor did not answer within {timeout:g} s") from e
+                await asyncio.sleep(0.05)
+
+    async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        with map_qmp_errors(cmd):
+            log.debug("--> %s %s", cmd, args or "")
+            result = await self._client.execute(cmd, args)
+            log.debug("<-- %s", result)
+            return result
+
+    def send_fd(self, fd: int) -> None:
+        with map_qmp_errors("fd passing"):
+            self._client.send_fd_scm(fd)
+
+    async def events(self) -> AsyncIterator[QmpEvent]:
+        async for msg in self._client.events:
+            yield QmpEvent(str(msg["event"]), cast(dict[str, Any], msg.get("data", {})))
+
+    async def close(self) -> None:
+        with contextlib.suppress(QMPError, OSError):
+            await self._client.disconnect()
+
+
+async def query_status(qmp: Qmp) -> str:
+    """QEMU's run state: ``running``, ``paused``, ``inmigrate``, ``postmigrate``, …"""
+    return str((await qmp.execute("query-status"))["status"])
+
+
+async def vcpu_thread_ids(qmp: Qmp) -> list[int]:
+    """Host TIDs of the vCPU threads in vCPU order, for CPU accounting."""
+    cpus = await qmp.execute("query-cpus-fast")
+    return [int(c["thread-id"]) for c in sorted(cpus, key=lambda c: c["cpu-index"])]
+
+
+async def migrate_to_fd(qmp: Qmp, fd: int, fdname: str) -> None:
+    """Start writing the VM's state into ``fd``; completion comes as a MIGRATION event."""
+    qmp.send_fd(fd)
+    await qmp.execute("getfd", {"fdname": fdname})
+    await qmp.execute("migrate", {"uri": f"fd:{fdname}"})
+
+
+async def migrate_from_fd(qmp: Qmp, fd: int, fdname: str) -> None:
+    """Load state from ``fd`` into a QEMU started with ``-incoming defer``."""
+    qmp.send_fd(fd)
+    await qmp.execute("getfd", {"fdname": fdname})
+    await qmp.execute("migrate-incoming", {"uri": f"fd:{fdname}"})
+
+
+async def wait_migration(qmp: Qmp, *, poll_s: float = 0.1) -> dict[str, Any]:
+    """Poll ``query-migrate`` until the migration ends; returns its last answer.
+
+    Polling instead of waiting on the MIGRATION event keeps this free of races with the
+    worker's single event reader.
+
+    :raises QmpError: when the migration failed or was cancelled.
+    """
+    while True:
+        info = await qmp.execute("query-migrate")
+        status = info.get("status")
+        if status == "completed":
+            return cast(dict[str, Any], info)
+        if status in ("failed", "cancelled"):
+            detail = info.get("error-desc", status)
+            raise QmpError(f"saving the VM's state failed: {detail}")
+        await asyncio.sleep(poll_s)

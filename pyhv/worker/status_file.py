@@ -1,0 +1,73 @@
+"""``status.json``: written by the VM's worker, read by everyone else.
+
+With no worker running, the file may lie (the worker was killed before it could write "Off"),
+so readers go through :func:`resolve_status`, which trusts a live state only while the worker
+that wrote it is alive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+from pydantic import ValidationError
+
+from pyhv.atomicfile import write_atomic
+from pyhv.model import VmState, VmStatus
+from pyhv.paths import HomePaths
+
+_AT_REST = (VmState.OFF, VmState.SAVED)
+
+
+def write_status(path: Path, status: VmStatus) -> None:
+    write_atomic(path, status.model_dump_json(indent=2).encode() + b"\n")
+
+
+def read_status_file(path: Path) -> VmStatus | None:
+    try:
+        return VmStatus.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        return None
+
+
+def worker_alive(pid: int | None, vm_id: str) -> bool:
+    """The pid runs a worker for this VM (a reused pid runs something else)."""
+    if pid is None:
+        return False
+    try:
+        return vm_id in " ".join(psutil.Process(pid).cmdline())
+    except (psutil.Error, OSError):
+        return False
+
+
+def resolve_status(
+    recorded: VmStatus | None,
+    *,
+    has_saved_state: bool,
+    alive: bool,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> VmStatus:
+    """What state the VM is really in, given what was recorded and what the host shows."""
+    if recorded is None:
+        return VmStatus(state=VmState.SAVED if has_saved_state else VmState.OFF, since=now())
+    if recorded.state in _AT_REST or alive:
+        if recorded.state == VmState.SAVED and not has_saved_state:
+            return VmStatus(state=VmState.OFF, reason="saved state file missing", since=now())
+        return recorded
+    return VmStatus(
+        state=VmState.SAVED if has_saved_state else VmState.OFF,
+        critical=not has_saved_state,
+        reason="worker died",
+        since=now(),
+    )
+
+
+def current_status(paths: HomePaths, vm_id: str) -> VmStatus:
+    recorded = read_status_file(paths.vm_status(vm_id))
+    return resolve_status(
+        recorded,
+        has_saved_state=paths.vm_saved_state(vm_id).exists(),
+        alive=recorded is not None and worker_alive(recorded.worker_pid, vm_id),
+    )

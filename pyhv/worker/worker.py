@@ -1,0 +1,224 @@
+"""One VM's worker: starts QEMU with the VM's disks, console and agent, carries out state
+changes, keeps ``status.json`` true, and cleans up everything when QEMU ends.
+
+Lifecycle: ``run()`` boots (or restores) and serves the control socket until QEMU exits, for
+whatever reason; then it closes the disks, writes the final status, removes its sockets and
+returns. State changes go through :mod:`pyhv.worker.states`, checked and recorded before the
+first ``await`` so two requests can never both pass the check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyhv.errors import PyhvError, QmpError, StateError
+from pyhv.model import VmConfig, VmState, VmStatus
+from pyhv.paths import HomePaths, RuntimeLayout
+from pyhv.worker import qmp as q
+from pyhv.worker.agent import GuestAgent
+from pyhv.worker.console import Console
+from pyhv.worker.control import ControlServer
+from pyhv.worker.disks import DiskProvider
+from pyhv.worker.firmware import firmware_for
+from pyhv.worker.ops import WorkerOps
+from pyhv.worker.outcome import ExitFacts, exit_outcome
+from pyhv.worker.process import ExitInfo, ProcessRunner, QemuRunner, RunningProcess, tail_line
+from pyhv.worker.qemu_argv import build_qemu_argv
+from pyhv.worker.states import Action, Event, next_status
+from pyhv.worker.stats import StatsSampler
+from pyhv.worker.status_file import current_status, write_status
+
+QMP_CONNECT_TIMEOUT_S = 30.0
+RESTORE_TIMEOUT_S = 120.0
+
+
+@dataclass
+class WorkerEnv:
+    """The worker's I/O seams; tests replace the runner and the QMP connector."""
+
+    runner: ProcessRunner = field(default_factory=QemuRunner)
+    connect_qmp: Callable[[str, str, float], Awaitable[q.Qmp]] = q.QmpSession.connect
+    monotonic: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+class Worker:
+    def __init__(self, config: VmConfig, paths: HomePaths, accel: str, env: WorkerEnv) -> None:
+        self.config = config
+        self.paths = paths
+        self.accel = accel
+        self.env = env
+        self.log = logging.getLogger(f"pyhv.worker.{config.id}")
+        self.layout: RuntimeLayout = paths.runtime(config.id)
+        self.status = current_status(paths, config.id)
+        self.console = Console(paths.vm_console_log(config.id))
+        self.agent = GuestAgent(str(self.layout.qga), config.name)
+        self.disks = DiskProvider(self.layout.nbd)
+        self.facts = ExitFacts()
+        self.exited = asyncio.Event()
+        self.proc: RunningProcess | None = None
+        self.qmp: q.Qmp | None = None
+        self.sampler: StatsSampler | None = None
+        self._events: asyncio.Task[None] | None = None
+
+    # -- status ----------------------------------------------------------------------------
+    def record(self, action: Action | Event, reason: str | None = None, **update: Any) -> None:
+        """Check and record a state change; raises StateError before anything happened."""
+        status = next_status(
+            self.status, action, vm_name=self.config.name, now=self.env.now(), reason=reason
+        )
+        self.set_status(status.model_copy(update=update))
+
+    def set_status(self, status: VmStatus) -> None:
+        self.status = status
+        write_status(self.paths.vm_status(self.config.id), status)
+        self.log.info("state %s (%s)", status.display_state, status.reason or "")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self, *, restore: bool) -> int:
+        """Boot, serve until QEMU exits, clean up. Returns the process exit code."""
+        self._prepare_dirs()
+        if restore and self.status.state != VmState.SAVED:
+            raise StateError(f"VM '{self.config.name}' has no saved state to restore")
+        self.record(
+            Action.START if not restore else Action.RESTORE,
+            worker_pid=os.getpid(),
+            qemu_pid=None,
+        )
+        control = ControlServer(*WorkerOps(self).tables())
+        try:
+            await self._boot(restore)
+            await control.start(self.layout.control)
+        except BaseException as e:
+            self.facts.start_error = str(e) if isinstance(e, PyhvError) else repr(e)
+            info = ExitInfo(1)
+            if self.proc is not None:
+                self.proc.kill()
+                info = await self.proc.wait()
+            await self._finish(info)
+            await control.close()
+            raise
+        assert self.proc is not None
+        info = await self.proc.wait()
+        await self._finish(info)
+        await control.close()
+        return 0
+
+    def _prepare_dirs(self) -> None:
+        self.layout.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for sock in self.layout.sockets():
+            sock.unlink(missing_ok=True)
+        self.paths.vm_log_dir(self.config.id).mkdir(parents=True, exist_ok=True)
+        self.layout.worker_pid.write_text(f"{os.getpid()}\n")
+
+    async def _boot(self, restore: bool) -> None:
+        wirings = await self.disks.start(self.config)
+        firmware = firmware_for(self.config.generation, self.paths.vm_efi_vars(self.config.id))
+        argv = build_qemu_argv(
+            self.config,
+            self.layout,
+            self.accel,
+            firmware,
+            incoming="defer" if restore else None,
+            disks=wirings,
+            start_paused=True,
+        )
+        self.log.info("starting %s", " ".join(argv))
+        self.proc = await self.env.runner.spawn(argv, self._qemu_log())
+        self.set_status(self.status.model_copy(update={"qemu_pid": self.proc.pid}))
+        self.qmp = await self._until_exit(
+            self.env.connect_qmp(str(self.layout.qmp), self.config.name, QMP_CONNECT_TIMEOUT_S)
+        )
+        self._events = asyncio.create_task(self._watch_events(self.qmp), name="qmp-events")
+        if self.config.com1.mode == "console":
+            await self.console.open(str(self.layout.serial))
+        if restore:
+            await self._restore(self.qmp)
+        await self.qmp.execute("cont")
+        self.sampler = StatsSampler(
+            self.qmp, self.proc.pid, self.config.memory_startup_mib, self.env.monotonic
+        )
+        with contextlib.suppress(QmpError):
+            await self.sampler.enable_guest_stats()
+        self.record(Event.STARTED)
+
+    async def _until_exit(self, aw: Awaitable[q.Qmp]) -> q.Qmp:
+        """Await ``aw`` unless QEMU exits first (a bad option): then fail with QEMU's words."""
+        assert self.proc is not None
+        work = asyncio.ensure_future(aw)
+        died = asyncio.ensure_future(self.proc.wait())
+        done, _ = await asyncio.wait({work, died}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            died.cancel()
+            return work.result()
+        work.cancel()
+        tail = tail_line(self._qemu_log())
+        raise PyhvError(f"QEMU failed to start: {tail or f'exit code {died.result().returncode}'}")
+
+    async def _restore(self, qmp: q.Qmp) -> None:
+        saved = self.paths.vm_saved_state(self.config.id)
+        fd = os.open(saved, os.O_RDONLY)
+        try:
+            await q.migrate_from_fd(qmp, fd, "restore")
+        finally:
+            os.close(fd)
+        deadline = self.env.monotonic() + RESTORE_TIMEOUT_S
+        while (status := await q.query_status(qmp)) == "inmigrate":
+            if self.env.monotonic() > deadline:
+                raise QmpError(f"restoring the saved state took over {RESTORE_TIMEOUT_S:g} s")
+            await asyncio.sleep(0.1)
+        if status not in ("paused", "prelaunch", "running"):
+            raise QmpError(f"restoring the saved state failed (QEMU is {status})")
+        saved.unlink()
+
+    async def _watch_events(self, qmp: q.Qmp) -> None:
+        with contextlib.suppress(QmpError):
+            async for ev in qmp.events():
+                self.log.debug("event %s %s", ev.name, ev.data)
+                if ev.name == "SHUTDOWN":
+                    self.facts.shutdown = ev.data
+
+    def _qemu_log(self) -> Path:
+        return self.paths.vm_log_dir(self.config.id) / "qemu.log"
+
+    async def _finish(self, info: ExitInfo) -> None:
+        """QEMU is gone (or never came): release everything, then say so in status.json."""
+        if self.proc is not None:
+            self.proc.kill()
+        self.facts.exit = info
+        self.facts.qemu_tail = tail_line(self._qemu_log())
+        if self._events is not None:
+            self._events.cancel()
+        if self.qmp is not None:
+            await self.qmp.close()
+        await self.agent.close()
+        await self.console.close()
+        await self.disks.close()
+        event, reason = exit_outcome(self.facts)
+        try:
+            self.record(event, reason, qemu_pid=None)
+        except StateError:
+            self.log.exception("final state change refused")
+        for sock in self.layout.sockets():
+            sock.unlink(missing_ok=True)
+        self.layout.worker_pid.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.layout.run_dir.rmdir()
+        self.exited.set()
+
+    def terminate(self) -> None:
+        """SIGTERM/SIGINT to the worker: turn the VM off, then clean up as usual."""
+        with contextlib.suppress(StateError):
+            self.record(Action.TURN_OFF)
+        self.facts.stop_requested = True
+        if self.proc is not None:
+            self.proc.kill()

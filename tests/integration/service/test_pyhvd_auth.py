@@ -1,0 +1,85 @@
+"""Roles on the TCP listener: 401 without or with an unknown token, 403 for a role without the
+right, and in both cases nothing changes."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from pyhvd_harness import Pyhvd, PyhvdFactory
+
+from pyhv.errors import AuthenticationError, PermissionDenied
+from pyhv.model import VmConfig
+from pyhv.service.schemas import VmPatch
+
+TOKENS = {"admin": "a" * 32, "operator": "o" * 32, "reader": "r" * 32}
+
+
+@pytest.fixture
+def tcp_pyhvd(pyhvd_factory: PyhvdFactory) -> Pyhvd:
+    d = pyhvd_factory(tcp=True)
+    entries = [{"name": f"{role}-user", "role": role, "token": t} for role, t in TOKENS.items()]
+    (d.home / "tokens.json").write_text(json.dumps({"tokens": entries}))
+    d.start()
+    d.client().create_vm(VmConfig(name="vm1", memory_startup_mib=64))
+    return d
+
+
+def test_reader_reads_but_cannot_change(tcp_pyhvd: Pyhvd) -> None:
+    reader = tcp_pyhvd.tcp_client(TOKENS["reader"])
+    assert [v.name for v in reader.list_vms()] == ["vm1"]
+    assert reader.get_vm("vm1").config.name == "vm1"
+    assert reader.jobs() == []
+    with pytest.raises(PermissionDenied, match="role reader"):
+        reader.create_vm(VmConfig(name="vm2", memory_startup_mib=64))
+    with pytest.raises(PermissionDenied):
+        reader.update_vm("vm1", VmPatch(notes="x"))
+    with pytest.raises(PermissionDenied):
+        reader.remove_vm("vm1")
+    with pytest.raises(PermissionDenied):
+        reader.start("vm1")
+    view = tcp_pyhvd.client().get_vm("vm1")
+    assert (view.config.notes, view.status.state) == ("", "Off")
+    assert [v.name for v in tcp_pyhvd.client().list_vms()] == ["vm1"]
+
+
+def test_operator_powers_but_cannot_configure(tcp_pyhvd: Pyhvd) -> None:
+    operator = tcp_pyhvd.tcp_client(TOKENS["operator"])
+    with pytest.raises(PermissionDenied, match="role operator"):
+        operator.create_vm(VmConfig(name="vm2", memory_startup_mib=64))
+    with pytest.raises(PermissionDenied):
+        operator.remove_vm("vm1")
+    # Power is the operator's right: the refusal comes from the VM's state, not the role.
+    with pytest.raises(Exception, match="cannot pause VM 'vm1': it is Off"):
+        operator.pause("vm1")
+
+
+def test_admin_does_everything(tcp_pyhvd: Pyhvd) -> None:
+    admin = tcp_pyhvd.tcp_client(TOKENS["admin"])
+    admin.create_vm(VmConfig(name="vm2", memory_startup_mib=64))
+    admin.update_vm("vm2", VmPatch(notes="by admin"))
+    admin.remove_vm("vm2")
+    assert [v.name for v in admin.list_vms()] == ["vm1"]
+
+
+@pytest.mark.parametrize("token", [None, "nope", ""])
+def test_missing_or_unknown_token_is_401(tcp_pyhvd: Pyhvd, token: str | None) -> None:
+    c = tcp_pyhvd.tcp_client(token)
+    with pytest.raises(AuthenticationError):
+        c.list_vms()
+    with pytest.raises(AuthenticationError):
+        c.create_vm(VmConfig(name="vm3", memory_startup_mib=64))
+    r = httpx.post(f"http://127.0.0.1:{tcp_pyhvd.tcp_port}/vms", json={"name": "vm3"})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert r.json()["code"] == "unauthenticated"
+    assert [v.name for v in tcp_pyhvd.client().list_vms()] == ["vm1"]
+
+
+def test_revoked_token_is_refused_without_restart(tcp_pyhvd: Pyhvd) -> None:
+    reader = tcp_pyhvd.tcp_client(TOKENS["reader"])
+    assert reader.list_vms()
+    (tcp_pyhvd.home / "tokens.json").write_text(json.dumps({"tokens": []}))
+    with pytest.raises(AuthenticationError):
+        reader.list_vms()

@@ -1,0 +1,180 @@
+"""VHDX interop with qemu-img/qemu-io 7.2: images pyhv writes, images qemu writes, dirty logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pyhv.storage.image import CreateSpec, DiskType
+from pyhv.storage.vhdx import FORMAT, VhdxImage
+from pyhv.units import GiB, MiB
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
+]
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600)
+
+
+def qemu_virtual_size(path: Path) -> int:
+    out = run("qemu-img", "info", "-f", "vhdx", "--output=json", path)
+    assert out.returncode == 0, out.stderr
+    return int(json.loads(out.stdout)["virtual-size"])
+
+
+def assert_qemu_clean(path: Path) -> None:
+    out = run("qemu-img", "check", "-f", "vhdx", path)
+    assert out.returncode == 0 and "No errors" in out.stdout, out.stdout + out.stderr
+
+
+def assert_same_as_raw(path: Path, raw: Path) -> None:
+    out = run("qemu-img", "compare", "-f", "vhdx", "-F", "raw", path, raw)
+    assert out.returncode == 0 and "identical" in out.stdout, out.stdout + out.stderr
+
+
+def write_random(img: VhdxImage, raw: Path, seed: int, count: int, max_len: int) -> None:
+    """Same random writes into the image and into a sparse raw model file."""
+    rnd = random.Random(seed)
+    with open(raw, "r+b") as model:
+        for _ in range(count):
+            length = rnd.randrange(1, max_len)
+            off = rnd.randrange(0, img.size - length)
+            data = rnd.randbytes(length)
+            img.write(off, data)
+            model.seek(off)
+            model.write(data)
+
+
+def sparse_raw(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+CASES = [
+    (DiskType.DYNAMIC, 1 * MiB, None),
+    (DiskType.DYNAMIC, 1_000_001, 1 * MiB),
+    (DiskType.DYNAMIC, 100 * MiB, 2 * MiB),
+    (DiskType.DYNAMIC, 100 * MiB, 256 * MiB),
+    (DiskType.FIXED, 1 * MiB, 1 * MiB),
+    (DiskType.FIXED, 100 * MiB, 8 * MiB),
+    (DiskType.DYNAMIC, 1 * GiB, None),
+]
+
+
+@pytest.mark.parametrize(("disk_type", "size", "block"), CASES)
+def test_pyhv_images_are_sound_for_qemu(
+    tmp_path: Path, disk_type: DiskType, size: int, block: int | None
+) -> None:
+    path = tmp_path / "d.vhdx"
+    FORMAT.create(path, CreateSpec(size=size, disk_type=disk_type, block_size=block), None)
+    expected = -(-size // 512) * 512
+    assert qemu_virtual_size(path) == expected
+    assert_qemu_clean(path)
+    raw = sparse_raw(tmp_path / "d.raw", expected)
+    with VhdxImage(path, writable=True) as img:
+        write_random(img, raw, seed=size, count=25, max_len=min(size // 4, 3 * MiB))
+    assert_qemu_clean(path)
+    assert_same_as_raw(path, raw)
+
+
+QEMU_CASES = [
+    ("dynamic", "on", "1M"),
+    ("dynamic", "off", "8M"),
+    ("dynamic", "on", "256M"),
+    ("fixed", "on", "2M"),
+    ("fixed", "off", "1M"),
+]
+
+
+@pytest.mark.parametrize(("subformat", "zero", "block"), QEMU_CASES)
+def test_qemu_images_read_and_written_by_pyhv(
+    tmp_path: Path, subformat: str, zero: str, block: str
+) -> None:
+    path = tmp_path / "q.vhdx"
+    size = 40 * MiB
+    opts = f"subformat={subformat},block_state_zero={zero},block_size={block}"
+    assert run("qemu-img", "create", "-f", "vhdx", "-o", opts, path, str(size)).returncode == 0
+    raw = sparse_raw(tmp_path / "q.raw", size)
+    rnd = random.Random(block)
+    with open(raw, "r+b") as model:
+        for i in range(12):
+            off = rnd.randrange(0, size // 512 - 300) * 512
+            length = rnd.randrange(1, 300) * 512
+            pattern = 0x10 + i
+            out = run("qemu-io", "-f", "vhdx", "-c", f"write -P {pattern} {off} {length}", path)
+            assert out.returncode == 0, out.stderr
+            model.seek(off)
+            model.write(bytes([pattern]) * length)
+    with VhdxImage(path, writable=False) as img:
+        assert img.size == size
+        assert img.read(0, size) == raw.read_bytes()
+    with VhdxImage(path, writable=True) as img:
+        write_random(img, raw, seed=7, count=15, max_len=2 * MiB)
+    assert_qemu_clean(path)
+    assert_same_as_raw(path, raw)
+
+
+def test_pending_log_reads_like_qemu_replay(tmp_path: Path) -> None:
+    path = tmp_path / "dirty.vhdx"
+    FORMAT.create(path, CreateSpec(size=16 * MiB, block_size=1 * MiB), None)
+    with VhdxImage(path, writable=True) as img:
+        img.write(0, b"\x01" * (3 * MiB))
+    img = VhdxImage(path, writable=True)
+    img.write(5 * MiB + 4096, b"pending log data" * 4096)
+    img.write(9 * MiB, b"more")
+    real = img._pwrite
+
+    def stop_after_log(offset: int, data: bytes | bytearray | memoryview) -> None:
+        real(offset, data)
+        if offset == img.header.log_offset:
+            img._sync()
+            raise KeyboardInterrupt  # the "crash": nothing after the log write happens
+
+    img._pwrite = stop_after_log  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        img.flush()
+    os.close(img._fd)
+    img.closed = True
+
+    info = run("qemu-img", "info", "-f", "vhdx", path)
+    assert info.returncode != 0 and "log" in info.stderr  # qemu agrees the log is pending
+    with VhdxImage(path, writable=False) as ro:
+        seen = ro.read(0, ro.size)
+    repaired = tmp_path / "repaired.vhdx"
+    shutil.copy(path, repaired)
+    assert run("qemu-img", "check", "-r", "all", "-f", "vhdx", repaired).returncode == 0
+    flat = tmp_path / "flat.raw"
+    assert run("qemu-img", "convert", "-f", "vhdx", "-O", "raw", repaired, flat).returncode == 0
+    assert seen == flat.read_bytes()
+    assert seen[5 * MiB + 4096 : 5 * MiB + 4096 + 16] == b"pending log data"
+    # pyhv's own replay leaves a file qemu finds clean
+    with VhdxImage(path, writable=True) as rw:
+        assert rw.read(0, rw.size) == seen
+    assert_qemu_clean(path)
+
+
+def test_resize_and_compact_stay_clean_for_qemu(tmp_path: Path) -> None:
+    path = tmp_path / "r.vhdx"
+    FORMAT.create(path, CreateSpec(size=64 * MiB, block_size=1 * MiB), None)
+    raw = sparse_raw(tmp_path / "r.raw", 64 * MiB)
+    with VhdxImage(path, writable=True) as img:
+        write_random(img, raw, seed=3, count=10, max_len=MiB)
+        img.write_zeroes(0, 20 * MiB)
+        with open(raw, "r+b") as f:
+            f.write(bytes(20 * MiB))
+        img.compact()
+        img.resize(5 * GiB)
+    os.truncate(raw, 5 * GiB)
+    assert qemu_virtual_size(path) == 5 * GiB
+    assert_qemu_clean(path)
+    assert_same_as_raw(path, raw)

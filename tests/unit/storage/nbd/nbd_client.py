@@ -1,0 +1,195 @@
+"""Test helpers for the NBD server: an in-memory DiskImage and a small asyncio NBD client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyhv.storage.image import (
+    DiskImage,
+    DiskType,
+    Extent,
+    ExtentState,
+    ImageFormat,
+    ImageInfo,
+    merge_extents,
+)
+from pyhv.storage.nbd import protocol as p
+
+
+class MemImage(DiskImage):
+    """A disk in memory that counts flushes; ``gate`` (when cleared) blocks reads and writes."""
+
+    format = ImageFormat.RAW
+    disk_type = DiskType.FIXED
+
+    def __init__(self, size: int, writable: bool = True, fill: int = 0) -> None:
+        super().__init__()
+        self.path = Path(f"mem-{id(self):x}")
+        self.writable = writable
+        self.data = bytearray([fill]) * size
+        self.flushes = 0
+        self.discarded: list[tuple[int, int]] = []
+        self.zeroed: list[tuple[int, int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()  # set when an I/O call is inside (for swap tests)
+        self.zero_ranges: list[tuple[int, int]] = []  # what extents() reports as ZERO
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.check_range(offset, length)
+        self.entered.set()
+        self.gate.wait(30)
+        return bytes(self.data[offset : offset + length])
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.check_range(offset, len(data))
+        self.entered.set()
+        self.gate.wait(30)
+        self.data[offset : offset + len(data)] = data
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def discard(self, offset: int, length: int) -> None:
+        self.check_range(offset, length)
+        self.discarded.append((offset, length))
+
+    def write_zeroes(self, offset: int, length: int) -> None:
+        self.check_range(offset, length)
+        self.zeroed.append((offset, length))
+        self.data[offset : offset + length] = bytes(length)
+
+    def extents(
+        self, offset: int = 0, length: int | None = None, *, chain: bool = True
+    ) -> list[Extent]:
+        length = self.size - offset if length is None else length
+        out, pos = [], 0
+        for start, n in sorted(self.zero_ranges):
+            out.append(Extent(pos, start - pos, ExtentState.DATA))
+            out.append(Extent(start, n, ExtentState.ZERO))
+            pos = start + n
+        out.append(Extent(pos, self.size - pos, ExtentState.DATA))
+        return [e for e in merge_extents(out) if e.end > offset and e.offset < offset + length]
+
+    def info(self) -> ImageInfo:
+        return ImageInfo(
+            str(self.path), self.format, self.disk_type, self.size, self.size, 0, 0, 512, 512, ""
+        )
+
+    def _close(self) -> None:
+        pass
+
+
+@dataclass
+class Reply:
+    error: int
+    handle: int
+    data: bytes = b""
+    descriptors: list[tuple[int, int]] = field(default_factory=list)
+    context_id: int = 0
+
+
+class NbdClient:
+    """Speaks just enough NBD to drive the server from tests; one reply per ``reply()``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.size = 0
+        self.flags = 0
+        self.structured = False
+        self._next = 1
+        self._lengths: dict[int, int] = {}
+
+    @classmethod
+    async def connect(cls, path: Path | str) -> NbdClient:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        return cls(reader, writer)
+
+    async def greet(
+        self, client_flags: int = p.NBD_FLAG_FIXED_NEWSTYLE | p.NBD_FLAG_NO_ZEROES
+    ) -> int:
+        magic, opt, flags = struct.unpack(">QQH", await self.reader.readexactly(18))
+        assert (magic, opt) == (p.NBDMAGIC, p.IHAVEOPT)
+        self.writer.write(struct.pack(">I", client_flags))
+        return int(flags)
+
+    async def option(self, option: int, data: bytes = b"") -> list[tuple[int, bytes]]:
+        """Send an option; return every (reply type, payload) up to ACK or an error."""
+        self.writer.write(p.pack_option(option, data))
+        out = []
+        while True:
+            opt, rtype, length = p.parse_option_reply(await self.reader.readexactly(20))
+            assert opt == option
+            payload = await self.reader.readexactly(length)
+            out.append((rtype, payload))
+            if rtype == p.NBD_REP_ACK or rtype & (1 << 31):
+                return out
+
+    async def go(self, name: str = "disk", structured: bool = False, meta: bool = False) -> None:
+        await self.greet()
+        if structured:
+            assert (await self.option(p.NBD_OPT_STRUCTURED_REPLY))[-1][0] == p.NBD_REP_ACK
+            self.structured = True
+        if meta:
+            req = p.pack_meta_context_request(name, [p.BASE_ALLOCATION])
+            assert (await self.option(p.NBD_OPT_SET_META_CONTEXT, req))[-1][0] == p.NBD_REP_ACK
+        replies = await self.option(
+            p.NBD_OPT_GO, p.pack_info_request(name, [p.NBD_INFO_BLOCK_SIZE])
+        )
+        assert replies[-1][0] == p.NBD_REP_ACK, replies
+        for rtype, payload in replies:
+            if rtype == p.NBD_REP_INFO and struct.unpack(">H", payload[:2])[0] == p.NBD_INFO_EXPORT:
+                _, self.size, self.flags = struct.unpack(">HQH", payload)
+
+    def send(
+        self, cmd: int, offset: int = 0, length: int = 0, flags: int = 0, payload: bytes = b""
+    ) -> int:
+        handle = self._next
+        self._next += 1
+        self._lengths[handle] = length if cmd == p.NBD_CMD_READ else 0
+        self.writer.write(p.pack_request(flags, cmd, handle, offset, length) + payload)
+        return handle
+
+    async def reply(self) -> Reply:
+        head = await self.reader.readexactly(4)
+        (magic,) = struct.unpack(">I", head)
+        if magic == p.NBD_SIMPLE_REPLY_MAGIC:
+            error, handle = p.parse_simple_reply(head + await self.reader.readexactly(12))
+            n = self._lengths.pop(handle, 0) if not error else 0
+            return Reply(error, handle, await self.reader.readexactly(n) if n else b"")
+        flags, rtype, handle, length = p.parse_chunk_header(
+            head + await self.reader.readexactly(16)
+        )
+        assert flags & p.NBD_REPLY_FLAG_DONE  # the server sends one chunk per reply
+        payload = await self.reader.readexactly(length)
+        self._lengths.pop(handle, None)
+        if rtype == p.NBD_REPLY_TYPE_OFFSET_DATA:
+            return Reply(0, handle, payload[8:])
+        if rtype == p.NBD_REPLY_TYPE_ERROR:
+            return Reply(struct.unpack(">I", payload[:4])[0], handle)
+        assert rtype == p.NBD_REPLY_TYPE_BLOCK_STATUS, rtype
+        ctx, descriptors = p.parse_block_status_payload(payload)
+        return Reply(0, handle, descriptors=descriptors, context_id=ctx)
+
+    async def call(
+        self, cmd: int, offset: int = 0, length: int = 0, flags: int = 0, payload: bytes = b""
+    ) -> Reply:
+        handle = self.send(cmd, offset, length, flags, payload)
+        r = await self.reply()
+        assert r.handle == handle
+        return r
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()

@@ -1,0 +1,31 @@
+from pyhv.storage.operations.check import link_problems
+from pyhv.storage.operations.merge import held_ranges
+
+
+def test_held_ranges_is_the_union_of_what_the_upper_layers_hold(mem) -> None:
+    base = mem(8192, name="base")
+    base.write(0, b"b" * 8192)
+    mid = mem(8192, base, name="mid")
+    mid.write(512, b"m")
+    top = mem(8192, mid, name="top")
+    top.write(1024, b"t" * 600)
+    top.write(4096, b"t")
+    assert held_ranges([top, mid]) == [(512, 1536), (4096, 512)]
+    assert held_ranges([top]) == [(1024, 1024), (4096, 512)]
+
+
+def test_link_problems_reports_identity_and_size(mem) -> None:
+    parent = mem(8192, name="p")
+    child = mem(4096, parent, name="c")
+    child.parent_identity = b"\x01" * 16
+    lines = link_problems(child, parent)
+    assert len(lines) == 2
+    assert "identity" in lines[0] and "c:" in lines[0]
+    assert "larger" in lines[1]
+
+
+def test_link_problems_accepts_the_right_parent(mem) -> None:
+    parent = mem(4096, name="p")
+    child = mem(4096, parent, name="c")
+    child.parent_identity = parent.identity
+    assert link_problems(child, parent) == []
