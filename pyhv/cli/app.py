@@ -20,7 +20,9 @@ app = typer.Typer(
 app.add_typer(vhd.app, name="vhd", help="Create, inspect, check and edit virtual hard disks.")
 app.add_typer(vm.app, name="vm", help="Create and run virtual machines.")
 app.add_typer(host.app, name="host", help="The virtualization host itself.")
-app.add_typer(guestkit.app, name="guest-kit", help="Build the small Linux guest for demos and tests.")
+app.add_typer(
+    guestkit.app, name="guest-kit", help="Build the small Linux guest for demos and tests."
+)
 
 
 def fail(message: str, code: int) -> None:

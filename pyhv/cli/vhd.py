@@ -8,7 +8,6 @@ Each command validates its arguments, calls one function of :mod:`pyhv.storage` 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -223,23 +222,25 @@ def info(
     path: Path = typer.Argument(..., help="Disk to describe."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show a disk's properties and its parent chain (Get-VHD)."""
-    chain_error: str | None = None
+    """Show a disk's properties and its parent chain (Get-VHD).
+
+    When the chain is broken the disk's own fields are still shown, then the error (exit 1).
+    """
+    broken: ParentError | None = None
     try:
         with open_image(path) as image:
             chain = [layer.info() for layer in image.chain()]
     except ParentError as e:
-        # The disk itself is readable; only its ancestry is broken. Show what is known.
-        chain_error = str(e)
+        broken = e
         with open_layer(path) as layer:
             chain = [layer.info()]
-    doc = info_document(chain, chain_error)
+    doc = info_document(chain, str(broken) if broken else None)
     if as_json:
         print(json.dumps(doc, indent=2))
     else:
         _out.print(info_table(doc))
-    if chain_error is not None:
-        _err.print(f"pyhv: warning: {chain_error}", highlight=False, soft_wrap=True)
+    if broken is not None:
+        raise broken
 
 
 @app.command()
@@ -270,11 +271,9 @@ def resize(
 @app.command()
 def compact(path: Path = typer.Argument(..., help="Dynamic or differencing disk.")) -> None:
     """Give back the space of blocks that hold only zeros (Optimize-VHD)."""
-    before = os.stat(path).st_size
     with progress_bar("Compacting") as progress:
-        compact_image(path, progress)
-    after = os.stat(path).st_size
-    print(f"{path}: file size {format_size(before)} -> {format_size(after)}")
+        freed = compact_image(path, progress)
+    print(f"{path}: gave back {format_size(freed)}; file size {format_size(path.stat().st_size)}")
 
 
 @app.command()

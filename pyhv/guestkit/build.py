@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pyhv.errors import NotFoundError, UnsupportedFeature
+from pyhv.errors import NotFoundError
 from pyhv.guestkit import debian, initramfs, rootfs
 
 READY_LINE = "PYHV-GUEST-READY"
@@ -99,13 +99,10 @@ def kit_paths(cache: Path | None = None) -> KitPaths:
 
 
 def _to_vhdx(raw: Path, vhdx: Path) -> None:
-    try:
-        from pyhv.storage.image import DiskType
-        from pyhv.storage.operations.convert import convert_image
-    except ImportError as err:
-        raise UnsupportedFeature(
-            f"cannot write {vhdx.name}: this pyhv has no VHDX conversion (pyhv.storage)"
-        ) from err
+    # Imported here: `pyhv guest-kit path` and a cached build need no storage code.
+    from pyhv.storage.image import DiskType
+    from pyhv.storage.operations.convert import convert_image
+
     # Small blocks keep the file near the ext4's used size (the 32 MiB default fills it out).
     convert_image(raw, vhdx, disk_type=DiskType.DYNAMIC, block_size=_VHDX_BLOCK_BYTES)
 

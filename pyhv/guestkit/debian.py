@@ -81,8 +81,9 @@ def parse_depends(field: str) -> list[str]:
     return names
 
 
-def apt_lists_stamp(lists: Path = APT_LISTS) -> str:
+def apt_lists_stamp(lists: Path | None = None) -> str:
     """A fingerprint of apt's package lists: it changes when ``apt-get update`` brings news."""
+    lists = lists or APT_LISTS
     digest = hashlib.sha256()
     if lists.is_dir():
         for entry in sorted(lists.iterdir()):
@@ -113,13 +114,14 @@ class Repository:
         self.manifest = root / "resolved.json"
 
     def download(self, names: Iterable[str]) -> list[Package]:
-        """Fetch the candidate version of each package (apt-get download skips none)."""
+        """Fetch the candidate (newest allowed) version of each package into ``debs/``."""
         names = list(names)
         self.debs.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.debs, prefix=".dl-") as tmp:
-            # apt's sandbox user cannot write into root's cache; it downloads unsandboxed then.
-            os.chmod(tmp, 0o755)
-            _run(["apt-get", "download", "-q", *names], cwd=Path(tmp))
+            try:
+                _run(["apt-get", "download", "-q", *names], cwd=Path(tmp))
+            except AptError as err:
+                raise AptError(f"{err}; run 'apt-get update' and try again") from err
             fetched = []
             for path in sorted(Path(tmp).glob("*.deb")):
                 pkg = parse_deb_filename(path.name)
@@ -176,6 +178,7 @@ class Repository:
             "kernel": resolved.kernel,
             "packages": [asdict(p) for p in resolved.packages],
         }
+        self.manifest.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, self.manifest)
@@ -211,6 +214,9 @@ def resolve(repo: Repository, refresh: bool = False) -> Resolved:
         cached = repo.cached()
         if cached is not None:
             return cached
+    if not any(APT_LISTS.glob("*_Packages*")) and os.geteuid() == 0:
+        # A fresh machine has no package lists yet; apt-get download would find nothing.
+        _run(["apt-get", "update", "-qq"])
     packages = {p.name: p for p in repo.download([KERNEL_META, AGENT, BUSYBOX])}
     kernel_deps = parse_depends(repo.control(packages[KERNEL_META], "Depends"))
     kernel = next((d for d in kernel_deps if d.startswith("linux-image-")), None)

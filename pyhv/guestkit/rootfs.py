@@ -23,7 +23,8 @@ ROOTDISK_BYTES = 128 * 1024 * 1024
 _INIT_FILES = {
     "sbin/init": ("init", 0o755),
     "etc/inittab": ("inittab", 0o644),
-    "etc/pyhv/shutdown": ("shutdown", 0o755),
+    "etc/pyhv/before-poweroff": ("before-poweroff", 0o755),
+    "sbin/shutdown": ("shutdown", 0o755),
     "etc/acpi/PWRF/00000080": ("power-button", 0o755),
 }
 _DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "run", "root")
@@ -31,6 +32,7 @@ _ETC = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
     "etc/group": "root:x:0:\n",
     "etc/hostname": "pyhv-guest\n",
+    "etc/os-release": 'NAME="pyhv guest kit"\nID=pyhv-guestkit\nPRETTY_NAME="pyhv guest kit"\n',
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pyhv.errors import ConfigError
-from pyhv.units import MiB, format_size
 
 if TYPE_CHECKING:
     from pyhv.model.vm import VmConfig
@@ -21,6 +20,15 @@ MAX_NETWORK_ADAPTERS = 12
 MAX_SCSI_CONTROLLERS = 4
 MAX_SCSI_SLOT = 255
 MAX_NAME_LENGTH = 100
+
+
+def describe_mib(mib: int) -> str:
+    """``64 GiB``, ``23.5 GiB``, ``31 MiB``: memory sizes as people read them in errors."""
+    for unit, size in (("TiB", 1024 * 1024), ("GiB", 1024)):
+        if mib >= size:
+            value = mib / size
+            return f"{value:g} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{mib} MiB"
 
 
 def check_fits_host(config: VmConfig, *, host_cores: int, host_memory_mib: int) -> None:
@@ -36,6 +44,6 @@ def check_fits_host(config: VmConfig, *, host_cores: int, host_memory_mib: int) 
         )
     if config.memory_startup_mib > host_memory_mib:
         raise ConfigError(
-            f"startup memory {format_size(config.memory_startup_mib * MiB)} exceeds the limit of "
-            f"{format_size(host_memory_mib * MiB)} (the host's memory)"
+            f"startup memory {describe_mib(config.memory_startup_mib)} exceeds the limit of "
+            f"{describe_mib(host_memory_mib)} (the host's memory)"
         )

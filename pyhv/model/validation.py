@@ -26,6 +26,8 @@ def config_error(err: ValidationError, *, source: str | None = None) -> ConfigEr
         got = first.get("input")
         shown = f" (got {got!r})" if first["type"] != "missing" and _short(got) else ""
         message = f"{where}: {message[:1].lower()}{message[1:]}{shown}" if where else message
+    # Field names come from the input and may hold line breaks; the error stays one line.
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     more = len(err.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"

@@ -17,7 +17,6 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from pyhv.model import limits
-from pyhv.units import MiB, format_size
 
 
 def _check_name(name: str) -> str:
@@ -54,12 +53,13 @@ def _check_processors(count: int) -> int:
 def _check_memory(mib: int) -> int:
     if mib < limits.MIN_MEMORY_MIB:
         raise ValueError(
-            f"startup memory {mib} MiB is below the minimum of {limits.MIN_MEMORY_MIB} MiB"
+            f"startup memory {limits.describe_mib(mib)} is below the minimum of "
+            f"{limits.describe_mib(limits.MIN_MEMORY_MIB)}"
         )
     if mib > limits.MAX_MEMORY_MIB:
         raise ValueError(
-            f"startup memory {format_size(mib * MiB)} exceeds the limit of "
-            f"{format_size(limits.MAX_MEMORY_MIB * MiB)} per VM"
+            f"startup memory {limits.describe_mib(mib)} exceeds the limit of "
+            f"{limits.describe_mib(limits.MAX_MEMORY_MIB)} per VM"
         )
     return mib
 
@@ -104,6 +104,14 @@ def _check_boot_entry(entry: str) -> str:
     return entry
 
 
+def _check_absolute(path: Path) -> Path:
+    if not path.is_absolute():
+        raise ValueError(f"path {str(path)!r} is not absolute: give the full path")
+    return path
+
+
+# Relative paths would resolve against whichever directory the worker happens to run in.
+AbsPath = Annotated[Path, AfterValidator(_check_absolute)]
 Name = Annotated[str, AfterValidator(_check_name)]
 VmId = Annotated[str, AfterValidator(_check_uuid)]
 Slot = Annotated[int, AfterValidator(_check_slot)]
@@ -118,8 +126,8 @@ class _Strict(BaseModel):
 class KernelBoot(_Strict):
     """Direct Linux boot: QEMU loads the kernel, so no disk needs a boot loader."""
 
-    kernel: Path
-    initrd: Path | None = None
+    kernel: AbsPath
+    initrd: AbsPath | None = None
     cmdline: str = ""
 
 
@@ -127,7 +135,7 @@ class DiskAttachment(_Strict):
     """A virtual hard disk in one slot (SCSI target id) of a controller, with optional QoS."""
 
     slot: Slot
-    path: Path
+    path: AbsPath
     read_only: bool = False
     max_iops: Annotated[int, Field(gt=0)] | None = None
     max_bytes_per_sec: Annotated[int, Field(gt=0)] | None = None
@@ -149,7 +157,7 @@ class ScsiController(_Strict):
 class DvdDrive(_Strict):
     """A SCSI DVD drive; ``path`` is the inserted ISO, ``None`` when empty."""
 
-    path: Path | None = None
+    path: AbsPath | None = None
     controller: ControllerIndex = 0
     slot: Slot = limits.MAX_SCSI_SLOT
 
@@ -164,7 +172,7 @@ class ComPort(_Strict):
     the user's own at ``path`` (Hyper-V's named pipe), ``none`` no port."""
 
     mode: Literal["none", "console", "pipe"] = "none"
-    path: Path | None = None
+    path: AbsPath | None = None
 
     @model_validator(mode="after")
     def _path_matches_mode(self) -> ComPort:

@@ -19,6 +19,7 @@ def build_app(services: Services, authenticator: Authenticator) -> FastAPI:
         title="pyhvd",
         version=pyhv.__version__,
         description="The management API of pyhv, a Hyper-V-style virtualization host.",
+        responses=errors.openapi_responses(),
     )
     app.state.services = services
     app.state.authenticator = authenticator

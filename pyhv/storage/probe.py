@@ -39,7 +39,7 @@ def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
         fd = os.open(p, os.O_RDONLY)
     try:
         with os_errors(p, "read"):
-            size = os.fstat(fd).st_size
+            size = os.lseek(fd, 0, os.SEEK_END)  # st_size is 0 for block devices
             head = pread_exact(fd, min(8, size), 0)
             tail = pread_exact(fd, _TAIL, size - _TAIL) if size >= _TAIL else b""
     finally:

@@ -33,7 +33,7 @@ class RawImage(DiskImage):
         with os_errors(path, "open"):
             self.fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
             st = os.fstat(self.fd)
-        self._size = st.st_size
+            self._size = os.lseek(self.fd, 0, os.SEEK_END)  # st_size is 0 for block devices
         self.disk_type = DiskType.DYNAMIC if st.st_blocks * 512 < st.st_size else DiskType.FIXED
 
     @property

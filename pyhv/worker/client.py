@@ -67,13 +67,15 @@ class WorkerClient:
             raise StateError(f"VM '{self.vm_name}': worker went away during '{op}'")
         return raise_for_reply(json.loads(line))
 
-    def call(self, op: str, *, timeout: float | None = None, **args: Any) -> Any:
+    def call(
+        self, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
         """Run one op; ``timeout`` (seconds) overrides the client's default for slow ops.
 
         :raises StateError: the VM has no running worker.
         """
         with contextlib.closing(self._connect(timeout or self.timeout)) as sock:
-            return self._request(sock, op, args)
+            return self._request(sock, op, args or {})
 
     def alive(self) -> bool:
         try:

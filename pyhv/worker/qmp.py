@@ -67,15 +67,18 @@ class QmpSession:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            client = QMPClient(name)
-            try:
-                await client.connect(socket_path)
-                return cls(client)
-            except QMPError as e:
-                if loop.time() >= deadline:
-                    raise QmpError(f"QEMU's monitor did not answer within {timeout:g} s") from e
-                await asyncio.sleep(0.05)
+        # QEMU binds the socket a moment before it listens: probe until a connect succeeds,
+        # so qemu.qmp never logs a failed attempt.
+        while not await _accepts(socket_path):
+            if loop.time() >= deadline:
+                raise QmpError(f"QEMU's monitor did not answer within {timeout:g} s")
+            await asyncio.sleep(0.02)
+        client = QMPClient(name)
+        try:
+            await asyncio.wait_for(client.connect(socket_path), max(1.0, deadline - loop.time()))
+        except (QMPError, TimeoutError) as e:
+            raise QmpError(f"QEMU's monitor did not answer within {timeout:g} s") from e
+        return cls(client)
 
     async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
         with map_qmp_errors(cmd):
@@ -93,8 +96,20 @@ class QmpSession:
             yield QmpEvent(str(msg["event"]), cast(dict[str, Any], msg.get("data", {})))
 
     async def close(self) -> None:
-        with contextlib.suppress(QMPError, OSError):
+        """Disconnect; errors are moot here (QEMU is usually gone: disconnect re-raises EOF)."""
+        try:
             await self._client.disconnect()
+        except Exception as e:
+            log.debug("QMP disconnect: %r", e)
+
+
+async def _accepts(socket_path: str) -> bool:
+    try:
+        _, writer = await asyncio.open_unix_connection(socket_path)
+    except OSError:
+        return False
+    writer.close()
+    return True
 
 
 async def query_status(qmp: Qmp) -> str:

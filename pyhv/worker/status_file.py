@@ -7,6 +7,7 @@ that wrote it is alive.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,9 +66,21 @@ def resolve_status(
 
 
 def current_status(paths: HomePaths, vm_id: str) -> VmStatus:
+    """The VM's real status; a dead worker's leftover sockets are removed on the way."""
     recorded = read_status_file(paths.vm_status(vm_id))
+    alive = recorded is not None and worker_alive(recorded.worker_pid, vm_id)
+    if not alive:
+        _remove_run_dir(paths.run_dir(vm_id))
     return resolve_status(
-        recorded,
-        has_saved_state=paths.vm_saved_state(vm_id).exists(),
-        alive=recorded is not None and worker_alive(recorded.worker_pid, vm_id),
+        recorded, has_saved_state=paths.vm_saved_state(vm_id).exists(), alive=alive
     )
+
+
+def _remove_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        return
+    for entry in run_dir.iterdir():
+        with contextlib.suppress(OSError):
+            entry.unlink()
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()

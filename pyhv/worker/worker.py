@@ -79,14 +79,14 @@ class Worker:
         self.set_status(status.model_copy(update=update))
 
     def set_status(self, status: VmStatus) -> None:
+        if status.state != self.status.state:
+            self.log.info("state %s (%s)", status.display_state, status.reason or "")
         self.status = status
         write_status(self.paths.vm_status(self.config.id), status)
-        self.log.info("state %s (%s)", status.display_state, status.reason or "")
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, *, restore: bool) -> int:
         """Boot, serve until QEMU exits, clean up. Returns the process exit code."""
-        self._prepare_dirs()
         if restore and self.status.state != VmState.SAVED:
             raise StateError(f"VM '{self.config.name}' has no saved state to restore")
         self.record(
@@ -96,6 +96,7 @@ class Worker:
         )
         control = ControlServer(*WorkerOps(self).tables())
         try:
+            self._prepare_dirs()
             await self._boot(restore)
             await control.start(self.layout.control)
         except BaseException as e:
@@ -192,28 +193,31 @@ class Worker:
 
     async def _finish(self, info: ExitInfo) -> None:
         """QEMU is gone (or never came): release everything, then say so in status.json."""
-        if self.proc is not None:
-            self.proc.kill()
-        self.facts.exit = info
-        self.facts.qemu_tail = tail_line(self._qemu_log())
-        if self._events is not None:
-            self._events.cancel()
-        if self.qmp is not None:
-            await self.qmp.close()
-        await self.agent.close()
-        await self.console.close()
-        await self.disks.close()
-        event, reason = exit_outcome(self.facts)
         try:
-            self.record(event, reason, qemu_pid=None)
-        except StateError:
-            self.log.exception("final state change refused")
-        for sock in self.layout.sockets():
-            sock.unlink(missing_ok=True)
-        self.layout.worker_pid.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            self.layout.run_dir.rmdir()
-        self.exited.set()
+            if self.proc is not None:
+                self.proc.kill()
+            self.facts.exit = info
+            self.facts.qemu_tail = tail_line(self._qemu_log())
+            if self._events is not None:
+                self._events.cancel()
+            closers = [self.agent.close(), self.console.close(), self.disks.close()]
+            if self.qmp is not None:
+                closers.insert(0, self.qmp.close())
+            for result in await asyncio.gather(*closers, return_exceptions=True):
+                if isinstance(result, Exception):
+                    self.log.error("cleanup failed: %s", result)
+            event, reason = exit_outcome(self.facts)
+            try:
+                self.record(event, reason, qemu_pid=None)
+            except StateError:
+                self.log.exception("final state change refused")
+            for sock in self.layout.sockets():
+                sock.unlink(missing_ok=True)
+            self.layout.worker_pid.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.layout.run_dir.rmdir()
+        finally:
+            self.exited.set()
 
     def terminate(self) -> None:
         """SIGTERM/SIGINT to the worker: turn the VM off, then clean up as usual."""

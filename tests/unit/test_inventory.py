@@ -78,7 +78,7 @@ def test_host_limits_are_checked(tmp_path: Path) -> None:
         inv.create(make_vm_config(name="a", processor_count=3))
     vm = inv.create(make_vm_config(name="a", processor_count=2))
     vm.memory_startup_mib = 8192
-    with pytest.raises(ConfigError, match="exceeds the limit of 4G"):
+    with pytest.raises(ConfigError, match="exceeds the limit of 4 GiB"):
         inv.save(vm)
 
 

@@ -1,7 +1,10 @@
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pyhv.errors import ConfigError
@@ -14,6 +17,7 @@ from pyhv.model import (
     parse_vm_config,
 )
 from pyhv.model import __all__ as exported
+from pyhv.model.limits import describe_mib
 
 
 def error_of(**fields: Any) -> str:
@@ -55,7 +59,10 @@ def test_article_limits_are_allowed() -> None:
         ({"processor_count": 0}, "processor count 0 is below the minimum of 1"),
         ({"processor_count": 241}, "processor count 241 exceeds the limit of 240 per VM"),
         ({"memory_startup_mib": 31}, "startup memory 31 MiB is below the minimum of 32 MiB"),
-        ({"memory_startup_mib": 13 * 1024**2}, "startup memory 13T exceeds the limit of 12T"),
+        (
+            {"memory_startup_mib": 13 * 1024**2},
+            "startup memory 13 TiB exceeds the limit of 12 TiB per VM",
+        ),
         ({"network_adapters": [{}] * 13}, "13 network adapters exceed the limit of 12"),
         ({"scsi_controllers": [{}] * 5}, "5 SCSI controllers exceed the limit of 4"),
         ({"scsi_controllers": [disks(256)]}, "SCSI slot 256 is outside 0–255"),
@@ -73,6 +80,9 @@ def test_article_limits_are_allowed() -> None:
         ({"com2": {"mode": "pipe"}}, "needs a socket path"),
         ({"dvd": {"controller": 1}}, "DVD drive is on SCSI controller 1, but the VM has 1"),
         ({"bogus": 1}, "bogus: extra inputs are not permitted"),
+        ({"kernel": {"kernel": "vmlinuz"}}, "path 'vmlinuz' is not absolute: give the full path"),
+        ({"scsi_controllers": [{"disks": [{"slot": 0, "path": "d.vhdx"}]}]}, "is not absolute"),
+        ({"com1": {"mode": "console"}, "com2": {"mode": "console"}}, "only one COM port"),
     ],
 )
 def test_limit_errors_are_one_line(fields: dict[str, Any], expected: str) -> None:
@@ -90,6 +100,10 @@ def test_a_disk_cannot_be_attached_twice() -> None:
 def test_dvd_must_not_take_a_disk_slot() -> None:
     line = error_of(name="v", scsi_controllers=[disks(5)], dvd={"slot": 5})
     assert "both use SCSI slot 0:5" in line
+
+
+def test_input_cannot_break_the_line() -> None:
+    assert "dvd.\\nx: extra inputs" in error_of(name="v", dvd={"\nx": 1})
 
 
 def test_more_problems_are_counted() -> None:
@@ -118,9 +132,18 @@ def test_fits_host() -> None:
     config = make_vm_config(name="v", processor_count=9, memory_startup_mib=4096)
     with pytest.raises(ConfigError, match=r"processor count 9 exceeds the limit of 2 \(host has 2"):
         check_fits_host(config, host_cores=2, host_memory_mib=8192)
-    with pytest.raises(ConfigError, match="startup memory 4G exceeds the limit of 2G"):
+    with pytest.raises(ConfigError, match="startup memory 4 GiB exceeds the limit of 2 GiB"):
         check_fits_host(config, host_cores=16, host_memory_mib=2048)
     check_fits_host(config, host_cores=16, host_memory_mib=8192)
+
+
+def test_describe_mib() -> None:
+    assert [describe_mib(m) for m in (31, 1024, 24105, 3 * 1024 * 1024)] == [
+        "31 MiB",
+        "1 GiB",
+        "23.5 GiB",
+        "3 TiB",
+    ]
 
 
 def test_disks_are_listed_in_controller_slot_order() -> None:
@@ -140,3 +163,34 @@ def test_exports_are_sorted_and_real() -> None:
     assert exported == sorted(exported)
     assert all(hasattr(m, name) for name in exported)
     assert VmConfig.__name__ in exported
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_fields = st.fixed_dictionaries(
+    {"name": st.text(max_size=8)},
+    optional={
+        "processor_count": _json,
+        "memory_startup_mib": _json,
+        "scsi_controllers": _json,
+        "boot_order": _json,
+        "dvd": _json,
+        "com2": _json,
+    },
+)
+
+
+@given(_fields)
+def test_any_input_gives_a_config_or_one_line(fields: dict[str, Any]) -> None:
+    try:
+        config = parse_vm_config(json.dumps(fields))
+    except ConfigError as e:
+        assert "\n" not in str(e)
+        assert str(e)
+    else:
+        assert parse_vm_config(config.model_dump_json()) == config

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -45,6 +46,25 @@ ERRORS: tuple[tuple[type[errors.PyhvError], int, str], ...] = (
 INVALID_REQUEST = "invalid-request"
 HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
 INTERNAL = "internal"
+
+
+class Problem(BaseModel):
+    """The body of every error response (RFC 9457), for the OpenAPI schema."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+PROBLEM_STATUSES = sorted({status for _, status, _ in ERRORS} | {404, 405, 422})
+
+
+def openapi_responses() -> dict[int | str, dict[str, Any]]:
+    """Every route may answer any of the table's statuses with a problem body."""
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {status: {"description": "an error", "content": content} for status in PROBLEM_STATUSES}
 
 
 def status_and_code(error: errors.PyhvError) -> tuple[int, str]:
@@ -135,6 +155,16 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    """Error handlers, plus the Problem schema the routes' error responses refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = generate().setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema()
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(errors.PyhvError, _pyhv_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

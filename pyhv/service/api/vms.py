@@ -46,6 +46,19 @@ async def remove_vm(vm: str, svc: Svc) -> None:
     await svc.manager.remove(RemoveVm(vm))
 
 
+@router.get("/{vm}/stats", dependencies=[Reader])
+async def vm_stats(vm: str, svc: Svc) -> VmStats:
+    """CPU, memory and disk figures of a running VM."""
+    return await svc.manager.stats(vm)
+
+
+@router.post("/{vm}/exec", dependencies=[Operator])
+async def exec_in_vm(vm: str, body: ExecRequest, svc: Svc) -> ExecOutput:
+    """Run a command in the guest through its agent (PowerShell Direct's Invoke-Command)."""
+    return await svc.manager.exec(ExecInVm(vm, body))
+
+
+# Last: "/{vm}/{op}" would otherwise take "/{vm}/exec".
 @router.post(
     "/{vm}/{op}",
     status_code=status.HTTP_202_ACCEPTED,
@@ -57,15 +70,3 @@ async def power_vm(vm: str, op: Power, svc: Svc, response: Response) -> Job:
     job = await svc.manager.power(PowerVm(vm, op))
     response.headers["Location"] = f"/jobs/{job.id}"
     return job
-
-
-@router.get("/{vm}/stats", dependencies=[Reader])
-async def vm_stats(vm: str, svc: Svc) -> VmStats:
-    """CPU, memory and disk figures of a running VM."""
-    return await svc.manager.stats(vm)
-
-
-@router.post("/{vm}/exec", dependencies=[Operator])
-async def exec_in_vm(vm: str, body: ExecRequest, svc: Svc) -> ExecOutput:
-    """Run a command in the guest through its agent (PowerShell Direct's Invoke-Command)."""
-    return await svc.manager.exec(ExecInVm(vm, body))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pyhv.errors import NbdError
 from pyhv.storage.image import DiskImage
 from pyhv.storage.nbd import protocol as p
 
@@ -23,7 +24,14 @@ Command = Callable[[DiskImage, p.Request, bytes], Result]
 
 
 def read(image: DiskImage, req: p.Request, payload: bytes) -> bytes:
-    return image.read(req.offset, req.length)
+    """The data (any bytes-like object); a short read would desynchronise the stream.
+
+    :raises NbdError: if the image returned another length than asked for.
+    """
+    data = image.read(req.offset, req.length)
+    if len(data) != req.length:
+        raise NbdError(f"nbd: {image.path}: read of {req.length} bytes returned {len(data)}")
+    return data
 
 
 def write(image: DiskImage, req: p.Request, payload: bytes) -> None:

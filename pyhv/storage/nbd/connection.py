@@ -7,25 +7,28 @@ The loop reads requests in order and starts each one in the I/O thread pool with
 for the previous ones (QEMU keeps up to 16 in flight). The I/O thread that ran a request also
 sends its reply, as one gathered send (header and data together) through the thread-safe
 :class:`~.sockio.ReplyWriter`, so replies leave in completion order, never interleave, and
-never wait for the loop (that saved one thread hand-off per request: 4 KiB at queue depth 1
-went from ~200 to ~100 µs here). The loop then does the bookkeeping (counters, the export's
-swap gate) in the completion callback. A request the client got wrong but
-can be answered (bad range, read-only) gets an error reply; a stream we cannot trust any more
-(bad magic, oversized payload) ends the connection, never the server.
+never wait for the loop (that saves one thread hand-off per request). The loop then does the
+bookkeeping (counters, the export's swap gate) in the completion callback.
+
+A request the client got wrong but that can be answered (bad range, read-only export) gets an
+error reply; a stream we cannot trust any more (bad magic, oversized payload) ends that
+connection, never the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import socket
 from collections.abc import Callable
 from functools import partial
 from time import perf_counter_ns
+from typing import cast
 
 from pyhv.storage.nbd import protocol as p
-from pyhv.storage.nbd.commands import COMMANDS, Command
+from pyhv.storage.nbd.commands import COMMANDS, Command, Result
 from pyhv.storage.nbd.export import Export
 from pyhv.storage.nbd.handshake import ExportInfo, Negotiation
 from pyhv.storage.nbd.iopool import IoPool
@@ -81,6 +84,7 @@ class Connection:
         self._block_status = False
         self.export: Export | None = None
         self.task: asyncio.Task[None] | None = None  # set by the server, to cancel on removal
+        self._debug = log.isEnabledFor(logging.DEBUG)  # checked once: -->/<-- lines per request
 
     def _set_phase(self, phase: Phase) -> None:
         log.debug("nbd connection: %s -> %s", self._phase.value, phase.value)
@@ -136,6 +140,7 @@ class Connection:
         export.stats.connections_total += 1
         readexactly = self._reader.readexactly
         info = export.info
+        debug = self._debug
         while True:
             await self._writer.drain()
             req = p.parse_request(await readexactly(p.REQUEST.size))
@@ -146,6 +151,9 @@ class Connection:
                 payload = await readexactly(req.length)
             elif req.type == p.NBD_CMD_DISC:
                 return
+            t0 = perf_counter_ns()
+            if debug:
+                log.debug("nbd %s --> %s", export.name, req)
             error = p.check_request(req, info.size, export.read_only, self._block_status)
             if error:
                 self._send_error(req, error, "invalid request")
@@ -156,7 +164,7 @@ class Connection:
             func, op = COMMANDS[req.type]
             self._pending += 1
             self._idle.clear()
-            done = partial(self._complete, export, req, op, perf_counter_ns())
+            done = partial(self._complete, export, req, op, t0)
             self._pool.submit(self._execute, (func, export, req, payload), done)
 
     def _execute(self, func: Command, export: Export, req: p.Request, payload: bytes) -> int:
@@ -174,19 +182,23 @@ class Connection:
             self._send_error(req, p.errno_for(exc, req.type), str(exc))
             raise _Failed(end) from exc
         end = perf_counter_ns()
+        self._send_result(req, result)
+        return end
+
+    def _send_result(self, req: p.Request, result: Result) -> None:
         if req.type == p.NBD_CMD_READ:
-            assert isinstance(result, bytes)
             if self._structured:
                 head = p.pack_read_chunk_header(req.handle, req.offset, req.length)
             else:
                 head = p.pack_simple_reply(0, req.handle)
-            self._writer.send(head, result)
+            self._writer.send(head, cast(bytes, result))
         elif req.type == p.NBD_CMD_BLOCK_STATUS:
-            assert isinstance(result, list)
-            self._writer.send(p.pack_block_status_chunk(req.handle, p.BASE_ALLOCATION_ID, result))
+            descriptors = cast(list[tuple[int, int]], result)
+            self._writer.send(
+                p.pack_block_status_chunk(req.handle, p.BASE_ALLOCATION_ID, descriptors)
+            )
         else:
             self._writer.send(p.pack_simple_reply(0, req.handle))
-        return end
 
     def _complete(
         self, export: Export, req: p.Request, op: str, t0: int, end: int, exc: BaseException | None
@@ -199,14 +211,19 @@ class Connection:
             self._idle.set()
         if isinstance(exc, _Failed):
             export.stats.record(op, 0, exc.end - t0, ok=False)
-        elif exc is not None:  # not an Exception: nothing was sent, the stream is now unusable
+        elif exc is not None:
+            # A bug while replying (or a BaseException): the client would wait forever for
+            # this handle, so end the session; the reader sees EOF.
             log.error(
                 "nbd: %s: request %d+%d aborted: %r", export.name, req.offset, req.length, exc
             )
             self._writer.close()
-            self._sock.shutdown(socket.SHUT_RDWR)  # the reader sees EOF and the session ends
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
         else:
             export.stats.record(op, req.length, end - t0)
+        if self._debug:
+            log.debug("nbd %s <-- handle %d: %s", export.name, req.handle, exc or "ok")
 
     def _send_error(self, req: p.Request, error: int, message: str) -> None:
         if self._structured:

@@ -91,9 +91,14 @@ class NbdServer:
     def add_export(self, name: str, image: DiskImage, read_only: bool) -> None:
         """Serve ``image`` as export ``name`` (QEMU's ``export=`` option).
 
+        May be called before ``start``.
+
         :raises ConflictError: if the name is taken.
         :raises ConfigError: on an invalid name, or a writable export of a read-only image.
+        :raises StateError: after ``close``.
         """
+        if self._state is Runstate.CLOSED:
+            raise StateError(f"nbd server {self.socket_path}: cannot add an export when closed")
         if name in self._exports:
             raise ConflictError(f"nbd: export {name!r} exists already")
         self._exports[name] = Export(name, image, read_only)

@@ -1,7 +1,8 @@
 """Per-export I/O counters of the storage provider (what ``pyhv vm show`` reports per disk).
 
 Pure accounting: the server measures latencies and calls :meth:`ExportStats.record`; nothing
-here reads a clock. All mutation happens on the event loop thread, so no lock is needed.
+here reads a clock. All mutation happens on the event loop thread, so no lock is needed; a
+request is counted just after its reply left (the I/O thread sends it, the loop counts it).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pyhv.errors import ConflictError, UsageError
 from pyhv.storage import create_image, format_for_name, open_image
-from pyhv.storage.image import CreateSpec, DiskType, ExtentState
+from pyhv.storage.image import CreateSpec, DiskImage, DiskType, ExtentState, ImageFormat
 from pyhv.storage.operations.files import fsync_dir, publish, remove_quietly
 from pyhv.storage.operations.progress import Progress
 from pyhv.storage.operations.transfer import copy_ranges
@@ -29,8 +29,7 @@ def convert_image(
 ) -> None:
     """Write ``dst`` (format from its extension) with the content ``src`` shows.
 
-    ``disk_type`` defaults to the source's type, differencing becoming dynamic (the chain is
-    flattened); the logical sector size defaults to the source's.
+    ``disk_type`` defaults to :func:`default_type`; the logical sector size to the source's.
 
     :raises ConflictError: ``dst`` exists.
     :raises UsageError: a differencing target was asked for, or invalid sizes for the format.
@@ -45,13 +44,9 @@ def convert_image(
     if dst_path.exists() or dst_path.is_symlink():
         raise ConflictError(f"{dst_path} already exists; remove it or pick another name")
     with open_image(src_path) as source:
-        if disk_type is None:
-            disk_type = (
-                DiskType.DYNAMIC if source.disk_type == DiskType.DIFFERENCING else source.disk_type
-            )
         spec = CreateSpec(
             size=source.size,
-            disk_type=disk_type,
+            disk_type=disk_type or default_type(source),
             block_size=block_size,
             logical_sector_size=logical_sector_size or source.logical_sector_size,
         )
@@ -71,3 +66,14 @@ def convert_image(
             remove_quietly(tmp)
             raise
     fsync_dir(dst_path.parent)
+
+
+def default_type(source: DiskImage) -> DiskType:
+    """Keep a fixed disk fixed (Convert-VHD's rule); anything else becomes dynamic.
+
+    A differencing chain is flattened, and a raw file has no type of its own: whether it
+    happens to be sparse says nothing about what the user wants.
+    """
+    if source.format != ImageFormat.RAW and source.disk_type == DiskType.FIXED:
+        return DiskType.FIXED
+    return DiskType.DYNAMIC

@@ -12,7 +12,7 @@ from pathlib import Path
 from pyhv.errors import PyhvError
 from pyhv.storage.fileio import os_errors, pread_exact, pwrite_all
 from pyhv.storage.vhd import bat as batlib
-from pyhv.storage.vhd.footer import Footer, footer_problems, parse_footer
+from pyhv.storage.vhd.footer import Footer, footer_problems, is_resize_lag, parse_footer
 from pyhv.storage.vhd.header import DynamicHeader, parse_header
 from pyhv.storage.vhd.structs import (
     DISK_TYPE_DIFFERENCING,
@@ -40,6 +40,7 @@ class _Checker:
         self.path, self.fd, self.repair = path, fd, repair
         self.problems: list[str] = []
         self.file_size = os.fstat(fd).st_size
+        self.footer_offset = self.file_size - FOOTER_SIZE
 
     def report(self, line: str) -> None:
         self.problems.append(f"{self.path}: {line}")
@@ -53,7 +54,7 @@ class _Checker:
             return self.problems
         self._footer_fields(footer)
         if footer.disk_type == DISK_TYPE_FIXED:
-            if footer.current_size + FOOTER_SIZE > self.file_size:
+            if footer.current_size > self.footer_offset:
                 self.report(f"truncated: {footer.current_size} bytes of data expected")
             return self.problems
         header = self._header(footer)
@@ -63,7 +64,7 @@ class _Checker:
         return self.problems
 
     def _footers(self) -> Footer | None:
-        end = self.file_size - FOOTER_SIZE
+        end = self.footer_offset = self.file_size - FOOTER_SIZE
         tail = pread_exact(self.fd, FOOTER_SIZE, end)
         head = pread_exact(self.fd, FOOTER_SIZE, 0)
         tail_bad = footer_problems(tail)
@@ -71,7 +72,12 @@ class _Checker:
         if not tail_bad:
             footer = self._parse(tail, "footer")
             if footer is not None and footer.disk_type != DISK_TYPE_FIXED and head != tail:
-                why = footer_problems(head) or ["differs from the footer at end of file"]
+                why = footer_problems(head)
+                if not why and is_resize_lag(parse_footer(head), footer):
+                    if self.repair:  # benign: an interrupted resize; open refreshes it too
+                        self._fix("footer copy at offset 0 predates the last resize", tail, 0)
+                    return footer
+                why = why or ["differs from the footer at end of file"]
                 self._fix(f"footer copy at offset 0: {why[0]}", tail, 0)
             return footer
         if head_is_copy and not footer_problems(head):
@@ -80,6 +86,7 @@ class _Checker:
                 self._fix(f"footer at end of file: {tail_bad[0]}", head, end)
                 return footer
         if tail[1:].startswith(FOOTER_COOKIE) and not footer_problems(tail[1:]):
+            self.footer_offset = end + 1
             return self._parse(tail[1:], "legacy 511-byte footer")
         copy = f"; copy at offset 0: {footer_problems(head)[0]}" if head_is_copy else ""
         self.report(f"footer at end of file: {tail_bad[0]}{copy}")

@@ -60,6 +60,14 @@ class Footer:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+def is_resize_lag(copy: Footer, footer: Footer) -> bool:
+    """The copy differs only in what a resize changes: a resize was interrupted between its two
+    footer writes. The footer at the end of file is authoritative; the copy is refreshed."""
+    same = dict(checksum=0, current_size=0, geometry=footer.geometry)
+    same |= dict(creator_app=b"", creator_version=0, creator_os=b"")
+    return copy.replace(**same) == footer.replace(**same)
+
+
 def footer_problems(buf: bytes) -> list[str]:
     """Why ``buf`` is not a valid footer (empty when it is)."""
     if len(buf) < FOOTER_SIZE - 1 or not buf.startswith(FOOTER_COOKIE):

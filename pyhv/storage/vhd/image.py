@@ -4,11 +4,15 @@ Writes that allocate a block go in this order, so a killed process always leaves
 image: the footer at the new end of file, then the block's bitmap and data (past the old end,
 so untouched parts are holes reading as zeros), then the BAT entry. Metadata changes happen
 under ``self.lock``; reads and writes into allocated blocks run in parallel.
+
+Sector bitmaps decide reads only in differencing disks. In dynamic disks allocated blocks are
+read whole, as qemu does, and pyhv marks every sector of a block it allocates as present.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +31,13 @@ from pyhv.storage.image import DiskImage, DiskType, Extent, ExtentState, ImageFo
 from pyhv.storage.image import merge_extents as merge
 from pyhv.storage.vhd import bat as batlib
 from pyhv.storage.vhd import maintain
-from pyhv.storage.vhd.footer import Footer, footer_problems, pack_footer, parse_footer
+from pyhv.storage.vhd.footer import (
+    Footer,
+    footer_problems,
+    is_resize_lag,
+    pack_footer,
+    parse_footer,
+)
 from pyhv.storage.vhd.header import (
     DynamicHeader,
     decode_locator,
@@ -47,6 +57,13 @@ from pyhv.storage.vhd.structs import (
     LEGACY_FOOTER_SIZE,
     SECTOR_SIZE,
 )
+
+# Runs of whole BAT entries (4 bytes each; 0xFFFFFFFF reads the same in any byte order).
+_UNUSED_RUN = re.compile(b"(?:\xff\xff\xff\xff)+")
+_USED_RUN = re.compile(b"(?:(?!\xff\xff\xff\xff).{4})+", re.DOTALL)
+
+# Sector bitmaps kept in memory (differencing disks): ~0.5 KiB each, so at most ~32 MiB.
+_BITMAP_CACHE_BLOCKS = 65536
 
 _DISK_TYPES = {
     DISK_TYPE_FIXED: DiskType.FIXED,
@@ -101,7 +118,17 @@ class VhdImage(DiskImage):
             tail = tail[1:]
         problems = footer_problems(tail)
         if not problems:
-            return self._parse_footer(tail), end
+            footer = self._parse_footer(tail)
+            if (
+                self.writable
+                and footer.disk_type != DISK_TYPE_FIXED  # a fixed disk's offset 0 is guest data
+                and head != tail
+                and not footer_problems(head)
+                and is_resize_lag(self._parse_footer(head), footer)
+            ):
+                pwrite_all(self.fd, tail, 0)  # finish a resize that was interrupted
+                os.fsync(self.fd)
+            return footer, end
         if head.startswith(FOOTER_COOKIE) and not footer_problems(head):
             footer = self._parse_footer(head)
             if footer.disk_type != DISK_TYPE_FIXED:
@@ -144,7 +171,7 @@ class VhdImage(DiskImage):
         )
         if problems:
             raise CorruptImage(f"{self.path}: {problems[0]}")
-        self._next_free = max([self.file_size, *(s + n for s, n, _ in self.reserved_ranges())])
+        self._next_free = max([self.file_size, *(end for _, end, _ in self.reserved_ranges())])
 
     def reserved_ranges(self) -> list[tuple[int, int, str]]:
         """Metadata areas blocks must not overlap: (start, end, name)."""
@@ -214,6 +241,8 @@ class VhdImage(DiskImage):
             with self.lock:
                 bm = self._bitmaps.get(blk)
                 if bm is None:
+                    if len(self._bitmaps) >= _BITMAP_CACHE_BLOCKS:
+                        self._bitmaps.clear()  # a cache of what is on disk: safe to drop
                     raw = pread_exact(self.fd, self.bitmap_size, entry * SECTOR_SIZE)
                     bm = self._bitmaps[blk] = batlib.bitmap_to_int(raw, self.spb)
         return bm
@@ -224,7 +253,7 @@ class VhdImage(DiskImage):
             return bytes(length)
         inside = max(0, min(length, self.parent.size - offset))
         data = self.parent.read(offset, inside) if inside else b""
-        return data + bytes(length - inside)
+        return data if inside == length else data + bytes(length - inside)
 
     def read(self, offset: int, length: int) -> bytes:
         self.check_range(offset, length)
@@ -241,14 +270,6 @@ class VhdImage(DiskImage):
             # Handed out as is: copying into a bytes object costs 10x the read itself. It has
             # the whole read-only bytes API; only hashing and identity checks differ.
             return cast(bytes, buf)
-
-    def _with_offsets(self, offset: int, length: int) -> list[tuple[int, tuple[int, int, int]]]:
-        out = []
-        pos = offset
-        for p in self._pieces(offset, length):
-            out.append((pos, p))
-            pos += p[2]
-        return out
 
     def _read_piece(self, out: memoryview, blk: int, boff: int, offset: int) -> None:
         n = len(out)
@@ -412,10 +433,31 @@ class VhdImage(DiskImage):
         with os_errors(self.path, "read"):
             if self.header is None:
                 return self._fixed_extents(offset, length)
-            out: list[Extent] = []
-            for pos, (blk, boff, n) in self._with_offsets(offset, length):
-                out.extend(self._piece_extents(blk, boff, n, pos, chain))
-            return merge(out)
+            return merge(self._block_extents(offset, offset + length, chain))
+
+    def _block_extents(self, pos: int, end: int, chain: bool) -> list[Extent]:
+        """Runs of unallocated blocks become one extent each (one parent call per run), and
+        so do runs of allocated blocks of a dynamic disk: no Python loop per block there."""
+        bs = self.block_size
+        table = self.bat.tobytes()
+        out: list[Extent] = []
+        while pos < end:
+            blk = pos // bs
+            last = (end - 1) // bs + 1
+            unused = self.bat[blk] == BAT_UNUSED
+            if unused or self.disk_type != DiskType.DIFFERENCING:
+                pattern = _UNUSED_RUN if unused else _USED_RUN
+                match = pattern.match(table, 4 * blk, 4 * last)
+                stop = min(end, (match.end() // 4 if match else blk + 1) * bs)
+                if unused:
+                    out.extend(self._missing(pos, stop - pos, chain))
+                else:
+                    out.append(Extent(pos, stop - pos, ExtentState.DATA))
+            else:
+                stop = min(end, (blk + 1) * bs)
+                out.extend(self._piece_extents(blk, pos - blk * bs, stop - pos, pos, chain))
+            pos = stop
+        return out
 
     def _fixed_extents(self, offset: int, length: int) -> list[Extent]:
         out: list[Extent] = []

@@ -15,11 +15,6 @@ def room_after(start: int, occupied: list[tuple[int, int]], limit: int) -> int:
     return min([limit, *following]) - start
 
 
-def block_slot(free_from: int, bitmap_size: int, alignment: int) -> int:
-    """Bitmap offset of a block placed at or after ``free_from`` with aligned data."""
-    return align_up(free_from + bitmap_size, alignment) - bitmap_size
-
-
 def plan_compaction(
     blocks: dict[int, int],
     reserved: list[tuple[int, int]],
@@ -36,7 +31,7 @@ def plan_compaction(
         last = max(where, key=lambda b: where[b])
         last_start = where[last]
         occupied = sorted(reserved + [(s, s + record_size) for b, s in where.items() if b != last])
-        target = _first_hole(occupied, record_size, bitmap_size, alignment, last_start)
+        target = first_fit(occupied, record_size, last_start, alignment, lead=bitmap_size)
         if target is None:
             break
         moves.append((last, last_start, target))
@@ -45,13 +40,15 @@ def plan_compaction(
     return moves, max(ends)
 
 
-def _first_hole(
-    occupied: list[tuple[int, int]], record_size: int, bitmap_size: int, alignment: int, below: int
+def first_fit(
+    occupied: list[tuple[int, int]], length: int, below: int, alignment: int, lead: int = 0
 ) -> int | None:
+    """Lowest offset for ``length`` bytes between the sorted ``occupied`` ranges, ending at or
+    before ``below``, with ``offset + lead`` aligned (``lead``: a block's bitmap)."""
     prev_end = 0
     for start, end in [*occupied, (below, below)]:
-        cand = block_slot(prev_end, bitmap_size, alignment)
-        if cand + record_size <= min(start, below):
+        cand = align_up(prev_end + lead, alignment) - lead
+        if cand + length <= min(start, below):
             return cand
         prev_end = max(prev_end, end)
     return None

@@ -20,7 +20,7 @@ from pyhv.storage.vhd.create import validate_size
 from pyhv.storage.vhd.footer import pack_footer
 from pyhv.storage.vhd.geometry import chs_for_size
 from pyhv.storage.vhd.header import Locator, locator_payloads, locator_space, pack_header
-from pyhv.storage.vhd.layout import plan_compaction, room_after
+from pyhv.storage.vhd.layout import first_fit, plan_compaction, room_after
 from pyhv.storage.vhd.structs import (
     BAT_UNUSED,
     CREATOR_APP,
@@ -75,6 +75,8 @@ def _grow_fixed(img: VhdImage, new: int) -> None:
     """New footer at the new end first; then the old footer becomes zeroed disk space."""
     old_data_end = img.footer.current_size
     old_file_size = img.file_size
+    if new <= old_data_end:  # a CHS-sized disk growing into the data it already has
+        return
     pwrite_all(img.fd, pack_footer(img.footer), new)
     os.fsync(img.fd)
     pwrite_all(img.fd, bytes(old_file_size - old_data_end), old_data_end)
@@ -159,19 +161,41 @@ def _free_zero_blocks(img: VhdImage, progress: Callable[[int, int], None] | None
         img._punch_aligned(start, img.record_size)
 
 
+def _move_bat_down(img: VhdImage) -> None:
+    """A BAT that resize moved to the end goes back into a hole, so the file can shrink:
+    copy, fsync, then point the header at the copy."""
+    assert img.header is not None
+    h = img.header
+    length = batlib.bat_bytes(h.max_table_entries)
+    occupied = [(s, e) for s, e, name in img.reserved_ranges() if name != "BAT"]
+    occupied += [
+        (e * SECTOR_SIZE, e * SECTOR_SIZE + img.record_size) for e in img.bat if e != BAT_UNUSED
+    ]
+    target = first_fit(sorted(occupied), length, h.table_offset, SECTOR_SIZE)
+    if target is None:
+        return
+    table = batlib.pack_entries(img.bat)
+    pwrite_all(img.fd, table + b"\xff" * (length - len(table)), target)
+    os.fsync(img.fd)
+    img.header = h.replace(table_offset=target)
+    pwrite_all(img.fd, pack_header(img.header), img.footer.data_offset)
+    os.fsync(img.fd)
+
+
 def _move_blocks_down(img: VhdImage) -> None:
+    _move_bat_down(img)
     blocks = {b: e * SECTOR_SIZE for b, e in enumerate(img.bat) if e != BAT_UNUSED}
     reserved = [(s, e) for s, e, _ in img.reserved_ranges()]
     moves, end = plan_compaction(blocks, reserved, img.record_size, img.bitmap_size, DATA_ALIGNMENT)
+    if end + FOOTER_SIZE >= img.file_size:
+        return  # moving blocks would not let the file shrink
     for blk, src, dst in moves:
         pwrite_all(img.fd, pread_exact(img.fd, img.record_size, src), dst)
         os.fsync(img.fd)
         img._write_bat_entries(blk, [dst // SECTOR_SIZE])
         os.fsync(img.fd)
-        if src < end:  # a source left inside the file (BAT moved to the end) holds stale data
+        if src < end:  # a source left inside the file holds stale data
             img._punch_aligned(src, img.record_size)
-    if end + FOOTER_SIZE >= img.file_size:
-        return
     pwrite_all(img.fd, pack_footer(img.footer), end)
     os.fsync(img.fd)
     os.ftruncate(img.fd, end + FOOTER_SIZE)

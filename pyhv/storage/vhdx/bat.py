@@ -151,11 +151,11 @@ def validate_bat(
             raise CorruptImage(
                 f"vhdx: {where} points after the end of the file ({offset:#x}, file {file_size:#x})"
             )
-        spans.append((offset, offset + length, f"BAT entry {index}"))
+        spans.append((offset, offset + length, where))
     spans.sort()
     for a, b in itertools.pairwise(spans):
         if a[1] > b[0]:
-            raise CorruptImage(f"vhdx: {b[2]} at {b[0]:#x} overlaps {a[2]}")
+            raise CorruptImage(f"vhdx: {b[2]} places a block at {b[0]:#x}, overlapping {a[2]}")
     for index in range(geometry.entry_count, len(entries)):
         if entries[index]:
             raise CorruptImage(f"vhdx: unused BAT entry {index} is not zero")

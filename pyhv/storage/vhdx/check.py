@@ -7,82 +7,78 @@ pending log is replayed (by a writable open). Everything else is reported, one l
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from pyhv.errors import PyhvError, StorageError
 from pyhv.storage.vhdx import header as hdr
 from pyhv.storage.vhdx import log as loglib
 from pyhv.storage.vhdx import structs as s
-from pyhv.storage.vhdx.image import VhdxImage, os_errors
+from pyhv.storage.vhdx.handle import VhdxFile
+from pyhv.storage.vhdx.image import VhdxImage
 from pyhv.storage.vhdx.region import RegionTable, pack_region_table, parse_region_table
 
 log = logging.getLogger(__name__)
 
 
-def _read(fd: int, offset: int, length: int) -> bytes:
-    return os.pread(fd, length, offset)
-
-
 def check(path: Path, repair: bool) -> list[str]:
     path = Path(path)
-    with os_errors(path, "open"):
-        fd = os.open(path, os.O_RDWR if repair else os.O_RDONLY)
+    file = VhdxFile.open(path, writable=repair)
     try:
-        with os_errors(path, "check"):
-            problems = _check_copies(fd, path, repair)
+        problems, fatal = _check_copies(file, repair)
     finally:
-        os.close(fd)
-    if problems is None:  # identifier or both copies of something unusable: nothing more to do
-        return _opened_problems(path, False) or ["vhdx: damaged beyond repair"]
+        file.close()
+    if fatal:  # no identifier or no usable header: opening would only repeat that
+        return problems
     return problems + _opened_problems(path, repair)
 
 
-def _check_copies(fd: int, path: Path, repair: bool) -> list[str] | None:
+def _check_copies(file: VhdxFile, repair: bool) -> tuple[list[str], bool]:
+    """Problems with the identifier, the header copies, the region-table copies and the log;
+    True when the file cannot be opened at all."""
     problems: list[str] = []
     try:
-        hdr.parse_file_identifier(_read(fd, 0, 520))
+        hdr.parse_file_identifier(file.pread(0, 520))
     except PyhvError as err:
-        return [str(err)]
+        return [f"{file.path}: {err}"], True
     headers: list[hdr.Header | None] = []
     for off in s.HEADER_OFFSETS:
         try:
-            headers.append(hdr.parse_header(_read(fd, off, s.HEADER_SIZE), off))
+            headers.append(hdr.parse_header(file.pread(off, s.HEADER_SIZE), off))
         except StorageError as err:
             headers.append(None)
-            problems.append(str(err))
+            problems.append(f"{file.path}: {err}")
     try:
         slot, current = hdr.select_current(headers[0], headers[1])
     except PyhvError as err:
-        return [*problems, str(err)]
+        return [*problems, f"{file.path}: {err}"], True
     if headers[1 - slot] is None and repair:
-        os.pwrite(fd, hdr.pack_header(current), s.HEADER_OFFSETS[1 - slot])
-        os.fsync(fd)
-        log.info("%s: rewrote header %d from header %d", path, 2 - slot, slot + 1)
+        file.pwrite(s.HEADER_OFFSETS[1 - slot], hdr.pack_header(current))
+        file.sync()
+        log.info("%s: rewrote header %d from header %d", file.path, 2 - slot, slot + 1)
         problems = problems[1:]
     tables: list[RegionTable | None] = []
     for off in s.REGION_TABLE_OFFSETS:
         try:
-            tables.append(parse_region_table(_read(fd, off, s.REGION_TABLE_SIZE), off))
+            tables.append(parse_region_table(file.pread(off, s.REGION_TABLE_SIZE), off))
         except PyhvError as err:
             tables.append(None)
-            problems.append(str(err))
+            problems.append(f"{file.path}: {err}")
     good = next((t for t in tables if t is not None), None)
     if good is not None and None in tables and repair:
         bad = s.REGION_TABLE_OFFSETS[tables.index(None)]
-        os.pwrite(fd, pack_region_table(good), bad)
-        os.fsync(fd)
+        file.pwrite(bad, pack_region_table(good))
+        file.sync()
         problems = [p for p in problems if f"{bad:#x}" not in p]
     if current.log_pending:
         pending = loglib.find_active_sequence(
-            _read(fd, current.log_offset, current.log_length), current.log_guid
+            file.pread(current.log_offset, current.log_length), current.log_guid
         )
         if pending and not repair:
             problems.append(
-                f"vhdx: the log holds {len(pending)} entries not yet applied "
+                f"{file.path}: the log holds {len(pending)} entries not yet applied "
                 "(run check --repair to replay them)"
             )
-    return problems
+    return problems, False
 
 
 def _opened_problems(path: Path, repair: bool) -> list[str]:

@@ -7,19 +7,17 @@ it from there): header section, log @1 MiB (1 MiB), metadata @2 MiB (1 MiB), BAT
 
 from __future__ import annotations
 
-import errno
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyhv
-from pyhv.errors import ConflictError, UsageError
+from pyhv.errors import UsageError
 from pyhv.storage.image import CreateSpec, DiskImage, DiskType
 from pyhv.storage.vhdx import bat as batlib
 from pyhv.storage.vhdx import header as hdr
 from pyhv.storage.vhdx import structs as s
-from pyhv.storage.vhdx.image import os_errors
+from pyhv.storage.vhdx.handle import VhdxFile
 from pyhv.storage.vhdx.metadata import DiskParams, pack_metadata_region
 from pyhv.storage.vhdx.parent import build_locator
 from pyhv.storage.vhdx.region import Region, RegionTable, pack_region_table
@@ -125,37 +123,23 @@ def build_layout(p: DiskParams) -> Layout:
 
 
 def create(path: Path, spec: CreateSpec, parent: DiskImage | None) -> None:
-    """Write a new disk at ``path``; an existing file is never overwritten.
+    """Write a new disk at ``path``; an existing file is never overwritten, and a failed
+    create leaves no file behind.
 
     :raises ConflictError: the file exists. :raises UsageError: invalid parameters.
     """
     path = Path(path)
     layout = build_layout(disk_params(spec, parent, path))
+    file = VhdxFile.create(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError as err:
-        raise ConflictError(f"{path}: file exists; remove it or choose another name") from err
-    except OSError as err:
-        raise UsageError(f"{path}: cannot create: {err.strerror}") from err
-    try:
-        with os_errors(path, "create"):
-            for offset, data in layout.pieces:
-                os.pwrite(fd, data, offset)
-            os.ftruncate(fd, layout.file_size)
-            if layout.fixed:
-                _preallocate(fd, layout.payload_start, layout.file_size - layout.payload_start)
-            os.fsync(fd)
+        for offset, data in layout.pieces:
+            file.pwrite(offset, data)
+        file.truncate(layout.file_size)
+        if layout.fixed:
+            file.preallocate(layout.payload_start, layout.file_size - layout.payload_start)
+        file.sync()
     except BaseException:
-        os.close(fd)
+        file.close()
         path.unlink(missing_ok=True)
         raise
-    os.close(fd)
-
-
-def _preallocate(fd: int, offset: int, length: int) -> None:
-    """Fixed disks own their space; file systems without fallocate keep a sparse file."""
-    try:
-        os.posix_fallocate(fd, offset, length)
-    except OSError as err:
-        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise
+    file.close()

@@ -1,45 +1,27 @@
-"""VhdxImage: the VHDX disk image, and the only VHDX code that reads or writes the file.
+"""VhdxImage: a VHDX disk image (fixed, dynamic or differencing) open for reading or writing.
 
-# Ref: [MS-VHDX] §2 (structures), §2.3.4 (log replay), §2.5 (BAT).
+# Ref: [MS-VHDX] §2. Open: file identifier → headers → log replay (:mod:`.journal`) →
+region table, metadata, BAT (:mod:`.layout`); the BAT stays in memory.
 
-Open: file identifier → headers (current by sequence number) → log replay → region table 1
-(fallback 2) → metadata → BAT, each validated; the BAT stays in memory.
+A read-only open never touches the file, even with a pending log: the replay goes into an
+in-memory overlay that every read consults, so readers see exactly what a writable open would
+have produced. A writable open replays into the file.
 
-Log replay: a writable open replays into the file and clears LogGuid. A read-only open never
-touches the file: the replayed sectors go into an in-memory overlay that every read consults,
-so readers see exactly what a writable open would have produced.
+Writes: payload goes straight to its block; a new block is placed at the 1 MiB aligned end of
+the file. BAT and sector-bitmap changes collect in memory and are committed by :meth:`flush`
+(or when many are pending) as one log transaction, so a crash at any point leaves the old or the
+new state: uncommitted blocks are just unreferenced space.
 
-Writes: the first write of a session rewrites both headers (new FileWriteGuid, DataWriteGuid
-and a fresh LogGuid). Payload goes straight to its block; a new block is placed at the 1 MiB
-aligned end of the file. BAT and sector-bitmap changes collect in memory and are committed by
-:meth:`flush` (or when many are pending) as one log entry: fdatasync(data), write the entry,
-fsync, apply in place, fsync. A crash at any point therefore leaves the old or the new state.
-A clean close clears LogGuid again.
-
-Locking: ``self.lock`` guards the BAT, bitmaps, headers and log; ``self._io`` is shared by data
+Locking: ``self.lock`` guards the BAT, bitmaps and the journal; ``self._io`` is shared by data
 I/O and taken exclusively by block moves (resize, compact), so reads of allocated blocks run in
 parallel.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from pyhv.errors import (
-    CorruptImage,
-    InvalidFormat,
-    NotFoundError,
-    OutOfBounds,
-    ParentError,
-    StateError,
-    StorageError,
-)
+from pyhv.errors import CorruptImage, InvalidFormat, OutOfBounds, ParentError, StateError
 from pyhv.storage.image import (
     DiskImage,
     DiskType,
@@ -51,40 +33,22 @@ from pyhv.storage.image import (
 )
 from pyhv.storage.vhdx import bat as batlib
 from pyhv.storage.vhdx import header as hdr
-from pyhv.storage.vhdx import log as loglib
 from pyhv.storage.vhdx import maintain
 from pyhv.storage.vhdx import structs as s
+from pyhv.storage.vhdx.handle import VhdxFile
 from pyhv.storage.vhdx.io import Run, Source, map_range
-from pyhv.storage.vhdx.metadata import (
-    DiskParams,
-    MetadataItem,
-    parse_disk_params,
-    parse_metadata_table,
-)
+from pyhv.storage.vhdx.journal import Journal
+from pyhv.storage.vhdx.layout import Layout, load_layout
+from pyhv.storage.vhdx.metadata import DiskParams
 from pyhv.storage.vhdx.parent import candidate_paths, linkage_identity
-from pyhv.storage.vhdx.region import RegionTable, check_log_placement, parse_region_table
+from pyhv.storage.vhdx.region import RegionTable
 from pyhv.storage.vhdx.rwlock import SharedExclusiveLock
 from pyhv.units import MiB
-
-log = logging.getLogger(__name__)
 
 SECTOR = s.LOG_SECTOR_SIZE
 # Pending metadata sectors that trigger a commit before more are added (well under what one
 # entry of the smallest, 1 MiB, log holds).
 COMMIT_THRESHOLD_SECTORS = 64
-
-
-@contextmanager
-def os_errors(path: Path, op: str) -> Iterator[None]:
-    """Turn OSError into the storage error a user can act on (the one translation point)."""
-    try:
-        yield
-    except FileNotFoundError as err:
-        raise NotFoundError(f"{path}: no such file") from err
-    except OSError as err:
-        if err.errno == errno.ENOSPC:
-            raise StorageError(f"{path}: {op} failed: no space left on the device") from err
-        raise StorageError(f"{path}: {op} failed: {err.strerror or err}") from err
 
 
 def round_up(n: int, unit: int) -> int:
@@ -99,245 +63,67 @@ class VhdxImage(DiskImage):
         self.path = Path(path)
         self.writable = writable
         self._io = SharedExclusiveLock()
-        self._overlay: dict[int, bytes] = {}
-        self._overlay_size = 0
-        self._session_started = False
-        self._data_changed = False
-        # Merge sets this on the ancestor it writes into: every byte it writes is one the child
-        # already shows, so the child must stay linked (DataWriteGuid kept, see _begin_session).
-        self.keep_identity = False
-        self._log_seq = 1
         self._dirty_bat: set[int] = set()  # BAT sector numbers
         self._dirty_bitmap: set[tuple[int, int]] = set()  # (chunk, sector in bitmap block)
         self._bitmaps: dict[int, bytearray] = {}
-        self._fd = -1
-        with os_errors(self.path, "open"):
-            self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+        self.file = VhdxFile.open(self.path, writable)
         try:
             self._load()
         except BaseException:
-            os.close(self._fd)
+            self.file.close()
             self.closed = True
             raise
 
-    # -- raw file access (the only place touching the fd) -------------------------------------
-    def _pread(self, offset: int, length: int) -> bytes:
-        with os_errors(self.path, "read"):
-            data = os.pread(self._fd, length, offset)
-            while len(data) < length:
-                more = os.pread(self._fd, length - len(data), offset + len(data))
-                if not more:
-                    break
-                data += more
-        if len(data) < length:
-            data += bytes(length - len(data))
-        if self._overlay:
-            data = self._apply_overlay(offset, data)
-        return data
-
-    def _apply_overlay(self, offset: int, data: bytes) -> bytes:
-        buf: bytearray | None = None
-        end = offset + len(data)
-        for sector_off, content in self._overlay.items():
-            if sector_off < end and offset < sector_off + SECTOR:
-                if buf is None:
-                    buf = bytearray(data)
-                lo, hi = max(offset, sector_off), min(end, sector_off + SECTOR)
-                buf[lo - offset : hi - offset] = content[lo - sector_off : hi - sector_off]
-        return bytes(buf) if buf is not None else data
-
-    def _pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        with os_errors(self.path, "write"):
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(self._fd, view, offset)
-                view, offset = view[n:], offset + n
-
-    def _sync(self, data_only: bool = False) -> None:
-        with os_errors(self.path, "flush"):
-            (os.fdatasync if data_only else os.fsync)(self._fd)
-
-    def _truncate(self, size: int) -> None:
-        with os_errors(self.path, "resize file"):
-            os.ftruncate(self._fd, size)
-        self._file_size = size
-
-    def _real_file_size(self) -> int:
-        with os_errors(self.path, "stat"):
-            return os.fstat(self._fd).st_size
-
-    # -- open -----------------------------------------------------------------------------------
     def _load(self) -> None:
-        self._file_size = self._real_file_size()
-        if self._file_size < s.HEADER_SECTION_SIZE:
-            head = self._pread(0, 8)
-            if head != s.FILE_IDENTIFIER_SIGNATURE:
+        size = self.file.size()
+        if size < s.HEADER_SECTION_SIZE:
+            if self.file.pread(0, 8) != s.FILE_IDENTIFIER_SIGNATURE:
                 raise InvalidFormat(f"{self.path}: not a VHDX file")
-            raise CorruptImage(f"{self.path}: VHDX file truncated to {self._file_size} bytes")
-        self.creator = hdr.parse_file_identifier(self._pread(0, 520))
-        self._read_headers()
-        if self.header.log_pending:
-            self._replay_log()
-        self._load_structures()
+            raise CorruptImage(f"{self.path}: VHDX file truncated to {size} bytes")
+        self.creator = hdr.parse_file_identifier(self.file.pread(0, 520))
+        self.journal = Journal(self.file, self.writable)
+        size = self.journal.replay(size)
+        self.layout: Layout = load_layout(self.file, self.journal.header, size)
 
-    def _read_headers(self) -> None:
-        found: list[hdr.Header | None] = []
-        errors: list[str] = []
-        for off in s.HEADER_OFFSETS:
-            try:
-                found.append(hdr.parse_header(self._pread(off, s.HEADER_SIZE), off))
-            except StorageError as err:
-                found.append(None)
-                errors.append(str(err))
-        if found[0] is None and found[1] is None:
-            raise CorruptImage(f"{self.path}: no valid VHDX header ({errors[0]})")
-        self._header_slot, self.header = hdr.select_current(found[0], found[1])
+    # -- the parsed structures ------------------------------------------------------------------
+    @property
+    def header(self) -> hdr.Header:
+        return self.journal.header
 
-    def _load_structures(self) -> None:
-        self.regions = self._read_region_table()
-        h = self.header
-        check_log_placement(self.regions, h.log_offset, h.log_length)
-        size = self._file_size
-        if h.log_length and h.log_offset + h.log_length > size:
-            raise CorruptImage(f"{self.path}: log at {h.log_offset:#x} lies past the end of file")
-        for r in self.regions.all():
-            if r.end > size and r.guid in s.KNOWN_REGIONS:
-                raise CorruptImage(f"{self.path}: region {r.guid} at {r.file_offset:#x} past EOF")
-        md = self.regions.metadata
-        self._metadata = self._pread(md.file_offset, md.length)
-        self._items: list[MetadataItem] = parse_metadata_table(self._metadata, md.length)
-        self.params: DiskParams = parse_disk_params(self._metadata, self._items)
-        p = self.params
-        self.geometry = batlib.BatGeometry(
-            p.block_size, p.logical_sector_size, p.virtual_size, p.has_parent
-        )
-        b = self.regions.bat
-        if self.geometry.bat_bytes > b.length:
-            raise CorruptImage(
-                f"{self.path}: BAT region ({b.length} bytes) is too small for "
-                f"{self.geometry.entry_count} entries"
-            )
-        self.bat = batlib.parse_bat(
-            self._pread(b.file_offset, self.geometry.bat_bytes), self.geometry
-        )
-        reserved = [(0, s.HEADER_SECTION_SIZE, "the header section")]
-        if h.log_length:
-            reserved.append((h.log_offset, h.log_offset + h.log_length, "the log"))
-        reserved += [(r.file_offset, r.end, f"region {r.guid}") for r in self.regions.all()]
-        batlib.validate_bat(self.bat, self.geometry, size, reserved, b.file_offset)
-        self._reserved = reserved
-        ends = [end for _, end, _ in reserved]
-        ends += [batlib.entry_offset(e) + self._entry_length(i, e) for i, e in enumerate(self.bat)]
-        self._alloc_end = round_up(max([size, *ends]), MiB)
+    @property
+    def params(self) -> DiskParams:
+        return self.layout.params
 
-    def _entry_length(self, index: int, entry: int) -> int:
-        state = entry & s.BAT_STATE_MASK
-        if self.geometry.is_bitmap_index(index):
-            return s.SECTOR_BITMAP_BLOCK_SIZE if state == s.BitmapState.PRESENT else 0
-        return self.geometry.block_size if state in batlib.PRESENT_STATES else 0
+    @property
+    def geometry(self) -> batlib.BatGeometry:
+        return self.layout.geometry
 
-    def _read_region_table(self) -> RegionTable:
-        first: StorageError | None = None
-        for off in s.REGION_TABLE_OFFSETS:
-            try:
-                return parse_region_table(self._pread(off, s.REGION_TABLE_SIZE), off)
-            except CorruptImage as err:
-                first = first or err
-        assert first is not None
-        raise CorruptImage(f"{self.path}: both region tables are damaged ({first})")
+    @property
+    def bat(self) -> list[int]:
+        return self.layout.bat
 
-    def _replay_log(self) -> None:
-        h = self.header
-        if h.log_offset + h.log_length > self._file_size:
-            raise CorruptImage(f"{self.path}: log at {h.log_offset:#x} lies past the end of file")
-        sequence = loglib.find_active_sequence(self._pread(h.log_offset, h.log_length), h.log_guid)
-        writes, flushed, last = loglib.replay_writes(sequence)
-        loglib.check_replay_bounds(writes, self._file_size, flushed)
-        if not self.writable:
-            self._replay_in_memory(writes, last)
-            return
-        log.info("%s: replaying %d log writes", self.path, len(writes))
-        for w in writes:
-            self._pwrite(w.file_offset, w.data if w.data is not None else bytes(w.length))
-        if last > self._real_file_size():
-            self._truncate(round_up(last, MiB))
-        self._file_size = self._real_file_size()
-        self._sync()
-        self._write_headers(hdr.next_header(self.header, log_guid=s.NULL_GUID))
+    @property
+    def regions(self) -> RegionTable:
+        return self.layout.regions
 
-    def _replay_in_memory(self, writes: list[loglib.LogWrite], last: int) -> None:
-        for w in writes:
-            for off in range(w.file_offset, w.file_offset + w.length, SECTOR):
-                chunk = w.data if w.data is not None else bytes(SECTOR)
-                self._overlay[off] = chunk
-        self._file_size = max(self._file_size, last)
+    @property
+    def keep_identity(self) -> bool:
+        """Set by merge on the ancestor it writes into: what it writes is what the child already
+        shows, so the child must stay linked (DataWriteGuid kept)."""
+        return self.journal.keep_identity
 
-    # -- headers and the log ------------------------------------------------------------------
-    def _write_headers(self, new: hdr.Header) -> None:
-        packed = hdr.pack_header(new)
-        for slot in hdr.update_slots(self._header_slot):
-            self._pwrite(s.HEADER_OFFSETS[slot], packed)
-            self._sync()
-        self.header = new
+    @keep_identity.setter
+    def keep_identity(self, value: bool) -> None:
+        self.journal.keep_identity = value
 
     def _require_writable(self) -> None:
-        if not self.writable:
-            raise StateError(f"{self.path}: image is open read-only")
         if self.closed:
             raise StateError(f"{self.path}: image is closed")
+        if not self.writable:
+            raise StateError(f"{self.path}: image is open read-only")
 
-    def _begin_session(self, data: bool = True) -> None:
-        """§2.2.2: a new FileWriteGuid before the first change of the session, a new
-        DataWriteGuid before the first change of what the disk shows (``data``), plus a LogGuid
-        so our log entries are recognised (entries of other sessions carry other GUIDs).
-        Locator-only changes keep DataWriteGuid, so children of this disk stay linked."""
-        with self.lock:
-            if self._session_started and (self._data_changed or not data):
-                return
-            self._require_writable()
-            log_guid = self.header.log_guid if self._session_started else uuid.uuid4()
-            self._write_headers(
-                hdr.next_header(
-                    self.header,
-                    new_file_write=not self._session_started,
-                    new_data_write=data and not self.keep_identity,
-                    log_guid=log_guid,
-                )
-            )
-            self._session_started = True
-            self._data_changed = data
-
-    def _log_transaction(
-        self, sectors: dict[int, bytes], zeros: list[tuple[int, int]], data: bool = True
-    ) -> None:
-        """Write ``sectors``/``zeros`` crash-safely: log entry, fsync, in place, fsync."""
-        if not sectors and not zeros:
-            return
-        self._begin_session(data)
-        h = self.header
-        entry = loglib.build_log_entry(
-            sequence_number=self._log_seq,
-            log_guid=h.log_guid,
-            sectors=sectors,
-            zeros=zeros,
-            flushed_file_offset=self._real_file_size(),
-            last_file_offset=self._alloc_end,
-            log_length=h.log_length,
-        )
-        self._log_seq += 1
-        self._sync(data_only=True)  # data the new metadata points at is durable first
-        self._pwrite(h.log_offset, entry)
-        self._sync()
-        for off, zlen in zeros:
-            self._pwrite(off, bytes(zlen))
-        for off, content in sectors.items():
-            self._pwrite(off, content)
-        self._sync()
-
-    def _retire_log_entry(self) -> None:
-        """Blank pyhv's (already applied) entry so no replay ever repeats it."""
-        self._pwrite(self.header.log_offset, bytes(SECTOR))
-        self._sync()
+    def _transaction(self, sectors: dict[int, bytes], data: bool = True) -> None:
+        self.journal.transaction(sectors, [], last_file_offset=self.layout.alloc_end, data=data)
 
     def _bat_sector(self, n: int) -> bytes:
         per = SECTOR // s.BAT_ENTRY_SIZE
@@ -358,7 +144,7 @@ class VhdxImage(DiskImage):
                 sectors[batlib.entry_offset(entry) + n * SECTOR] = bytes(
                     bitmap[n * SECTOR : (n + 1) * SECTOR]
                 )
-            self._log_transaction(sectors, [])
+            self._transaction(sectors)
             self._dirty_bat.clear()
             self._dirty_bitmap.clear()
 
@@ -404,7 +190,7 @@ class VhdxImage(DiskImage):
         if cached is None:
             entry = self.bat[self.geometry.bitmap_index(chunk)]
             if entry & s.BAT_STATE_MASK == s.BitmapState.PRESENT:
-                raw = self._pread(batlib.entry_offset(entry), s.SECTOR_BITMAP_BLOCK_SIZE)
+                raw = self.file.pread(batlib.entry_offset(entry), s.SECTOR_BITMAP_BLOCK_SIZE)
                 cached = bytearray(raw)
             else:
                 cached = bytearray(s.SECTOR_BITMAP_BLOCK_SIZE)
@@ -423,7 +209,7 @@ class VhdxImage(DiskImage):
 
     def _read_run(self, run: Run) -> bytes:
         if run.source is Source.FILE:
-            return self._pread(run.file_offset, run.length)
+            return self.file.pread(run.file_offset, run.length)
         if run.source is Source.ZERO:
             return bytes(run.length)
         if self.parent is None:
@@ -438,7 +224,7 @@ class VhdxImage(DiskImage):
             return
         if self.params.has_parent:
             offset, data = self._align_to_sectors(offset, bytes(data))
-        self._begin_session()
+        self.journal.begin_session()
         view = memoryview(data)
         with self._io.shared():
             pos = 0
@@ -470,16 +256,16 @@ class VhdxImage(DiskImage):
         entry = self.bat[index]
         state = entry & s.BAT_STATE_MASK
         if state == s.PayloadState.FULLY_PRESENT:
-            self._pwrite(batlib.entry_offset(entry) + in_block, data)
+            self.file.pwrite(batlib.entry_offset(entry) + in_block, data)
             return
         with self.lock:
             entry = self.bat[index]
             state = entry & s.BAT_STATE_MASK
             if state == s.PayloadState.FULLY_PRESENT:
-                self._pwrite(batlib.entry_offset(entry) + in_block, data)
+                self.file.pwrite(batlib.entry_offset(entry) + in_block, data)
                 return
             if state == s.PayloadState.PARTIALLY_PRESENT:
-                self._pwrite(batlib.entry_offset(entry) + in_block, data)
+                self.file.pwrite(batlib.entry_offset(entry) + in_block, data)
                 self._mark_present(block, in_block, len(data))
                 return
             whole = in_block == 0 and len(data) == g.block_data_length(block)
@@ -487,7 +273,7 @@ class VhdxImage(DiskImage):
             if partial:
                 self._ensure_bitmap_block(block)
             offset = self._allocate(g.block_size)
-            self._pwrite(offset + in_block, data)
+            self.file.pwrite(offset + in_block, data)
             if partial:
                 self._set_entry(index, batlib.pack_entry(s.PayloadState.PARTIALLY_PRESENT, offset))
                 self._mark_present(block, in_block, len(data))
@@ -497,9 +283,9 @@ class VhdxImage(DiskImage):
 
     def _allocate(self, length: int) -> int:
         """Space for a new block at the aligned end of the file (zero-filled, sparse)."""
-        offset = self._alloc_end
-        self._alloc_end = offset + round_up(length, MiB)
-        self._truncate(self._alloc_end)
+        offset = self.layout.alloc_end
+        self.layout.alloc_end = offset + round_up(length, MiB)
+        self.file.truncate(self.layout.alloc_end)
         return offset
 
     def _ensure_bitmap_block(self, block: int) -> None:
@@ -515,18 +301,26 @@ class VhdxImage(DiskImage):
         chunk, byte0 = self.geometry.bitmap_location(block)
         first = byte0 * 8 + in_block // lss
         count = -(-(in_block + length) // lss) - in_block // lss
-        batlib.set_bitmap_bits(self._bitmap(chunk), first, count)
+        bitmap = self._bitmap(chunk)
+        batlib.set_bitmap_bits(bitmap, first, count)
         first_sector = first // 8 // SECTOR
         last_sector = (first + count - 1) // 8 // SECTOR
         for n in range(first_sector, last_sector + 1):
             self._dirty_bitmap.add((chunk, n))
+        # Once every sector is here the block no longer needs its bitmap: readers take the
+        # FULLY_PRESENT fast path (bits stay set, as the spec allows).
+        used = self.geometry.block_data_length(block) // lss
+        if bitmap.count(0xFF, byte0, byte0 + used // 8) == used // 8 and not used % 8:
+            index = self.geometry.payload_index(block)
+            offset = batlib.entry_offset(self.bat[index])
+            self._set_entry(index, batlib.pack_entry(s.PayloadState.FULLY_PRESENT, offset))
 
     def flush(self) -> None:
         if not self.writable or self.closed:
             return
         with self._io.shared():
             self._commit()
-            self._sync()
+            self.file.sync()
 
     def write_zeroes(self, offset: int, length: int) -> None:
         """Whole blocks become ZERO (no data stored); edges are written only where the disk
@@ -552,7 +346,7 @@ class VhdxImage(DiskImage):
             n = min(g.block_size - in_block, end - pos)
             whole = in_block == 0 and n == g.block_data_length(block)
             if whole and self.disk_type is not DiskType.FIXED:
-                self._begin_session()
+                self.journal.begin_session()
                 with self._io.shared(), self.lock:
                     self._set_entry(g.payload_index(block), self._zero_entry())
                     self._maybe_commit()
@@ -618,7 +412,7 @@ class VhdxImage(DiskImage):
                 format=ImageFormat.VHDX,
                 disk_type=self.disk_type,
                 size=self.size,
-                file_size=self._real_file_size(),
+                file_size=self.file.size(),
                 minimum_size=self.minimum_size(),
                 block_size=self.block_size,
                 logical_sector_size=self.logical_sector_size,
@@ -679,13 +473,11 @@ class VhdxImage(DiskImage):
     # -- lifecycle ----------------------------------------------------------------------------
     def _close(self) -> None:
         try:
-            if self.writable and self._session_started:
+            if self.writable:
                 self._commit()
-                self._sync()
-                self._write_headers(hdr.next_header(self.header, log_guid=s.NULL_GUID))
+                self.journal.end_session()
         finally:
-            os.close(self._fd)
-            self._fd = -1
+            self.file.close()
 
     def check_range(self, offset: int, length: int) -> None:
         if self.closed:

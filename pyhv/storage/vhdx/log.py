@@ -215,14 +215,23 @@ def build_log_entry(
     return bytes(buf)
 
 
-def check_replay_bounds(writes: list[LogWrite], file_size: int, flushed: int) -> None:
+def check_replay_bounds(writes: list[LogWrite], file_size: int, flushed: int, last: int) -> None:
     """:raises CorruptImage: when the file is shorter than the log says it was when written,
-    or a write lands on the file identifier or the headers (which are never logged)."""
+    a write lands on the file identifier or the headers (which are never logged), or past
+    the file size the log itself declares."""
     if file_size < flushed:
         raise CorruptImage(
             f"vhdx: file is {file_size} bytes but the log says {flushed} were flushed "
             "(truncated file)"
         )
+    limit = max(file_size, last)
+    if limit > file_size + s.MAX_VIRTUAL_DISK_SIZE:
+        raise CorruptImage(f"vhdx: log entry claims an absurd file size {last}")
     for w in writes:
         if w.file_offset < s.REGION_TABLE_1_OFFSET:
             raise CorruptImage(f"vhdx: log entry writes over the headers at {w.file_offset:#x}")
+        if w.file_offset + w.length > limit:
+            raise CorruptImage(
+                f"vhdx: log entry writes {w.length} bytes at {w.file_offset:#x}, past the "
+                f"file size {limit}"
+            )

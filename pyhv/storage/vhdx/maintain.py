@@ -18,8 +18,6 @@ from pyhv.storage.vhdx import bat as batlib
 from pyhv.storage.vhdx import structs as s
 from pyhv.storage.vhdx.metadata import (
     pack_parent_locator,
-    parse_disk_params,
-    parse_metadata_table,
     replace_item,
 )
 from pyhv.storage.vhdx.parent import build_locator
@@ -45,10 +43,8 @@ def changed_sectors(old: bytes, new: bytes, base: int) -> dict[int, bytes]:
 
 def rewrite_metadata(image: VhdxImage, region: bytes, data: bool) -> None:
     md = image.regions.metadata
-    image._log_transaction(changed_sectors(image._metadata, region, md.file_offset), [], data)
-    image._metadata = region
-    image._items = parse_metadata_table(region, md.length)
-    image.params = parse_disk_params(region, image._items)
+    image._transaction(changed_sectors(image.layout.metadata, region, md.file_offset), data)
+    image.layout.set_metadata(region)
 
 
 def set_parent_locator(image: VhdxImage, parent: DiskImage, parent_path: Path) -> None:
@@ -65,7 +61,10 @@ def set_parent_locator(image: VhdxImage, parent: DiskImage, parent_path: Path) -
         locator = {k: v for k, v in old.items() if k.startswith("parent_linkage")}
         locator.update({k: v for k, v in fresh.items() if k != "parent_linkage"})
         region = replace_item(
-            image._metadata, image._items, s.PARENT_LOCATOR_GUID, pack_parent_locator(locator)
+            image.layout.metadata,
+            image.layout.items,
+            s.PARENT_LOCATOR_GUID,
+            pack_parent_locator(locator),
         )
         rewrite_metadata(image, region, data=False)
 
@@ -100,26 +99,26 @@ def resize(image: VhdxImage, new_size: int) -> None:
             if image.disk_type is DiskType.FIXED:
                 _allocate_fixed_blocks(image, bat, old_g, new_g)
         region = replace_item(
-            image._metadata,
-            image._items,
+            image.layout.metadata,
+            image.layout.items,
             s.VIRTUAL_DISK_SIZE_GUID,
             new_size.to_bytes(8, "little"),
         )
-        md_sectors = changed_sectors(image._metadata, region, image.regions.metadata.file_offset)
+        md_sectors = changed_sectors(
+            image.layout.metadata, region, image.regions.metadata.file_offset
+        )
         bat_sectors = _bat_changes(image, bat)
         capacity = image.header.log_length // SECTOR - 4
         if (
             new_g.bat_bytes <= image.regions.bat.length
             and len(bat_sectors) + len(md_sectors) <= capacity
         ):
-            image._log_transaction({**bat_sectors, **md_sectors}, [], data=True)
+            image._transaction({**bat_sectors, **md_sectors})
         else:
             _relocate_bat(image, bat, new_g, md_sectors)
-        image.bat = bat
-        image.geometry = new_g
-        image._metadata = region
-        image._items = parse_metadata_table(region, image.regions.metadata.length)
-        image.params = parse_disk_params(region, image._items)
+        image.layout.bat = bat
+        image.layout.geometry = new_g
+        image.layout.set_metadata(region)
         image._bitmaps.clear()
 
 
@@ -142,7 +141,7 @@ def _clear_tail_of_last_block(image: VhdxImage, g: batlib.BatGeometry) -> None:
     entry = image.bat[g.payload_index(last)]
     used = g.block_data_length(last)
     if entry & s.BAT_STATE_MASK in batlib.PRESENT_STATES and used < g.block_size:
-        image._pwrite(batlib.entry_offset(entry) + used, bytes(g.block_size - used))
+        image.file.write_zeros(batlib.entry_offset(entry) + used, g.block_size - used)
 
 
 def _allocate_fixed_blocks(
@@ -160,7 +159,7 @@ def _relocate_bat(
     tables and the size in one log transaction; the old BAT region becomes free space."""
     length = max(batlib.bat_region_length(g), 2 * image.regions.bat.length)
     offset = image._allocate(length)
-    image._pwrite(offset, batlib.pack_bat(bat))
+    image.file.pwrite(offset, batlib.pack_bat(bat))
     old = image.regions
     table = RegionTable(
         Region(s.BAT_REGION_GUID, offset, length, old.bat.required), old.metadata, old.others
@@ -170,11 +169,11 @@ def _relocate_bat(
     for base in s.REGION_TABLE_OFFSETS:
         for i in range(0, len(packed), SECTOR):
             sectors[base + i] = packed[i : i + SECTOR]
-    image._log_transaction(sectors, [], data=True)
-    image.regions = table
-    image._reserved = [r for r in image._reserved if r[2] != f"region {s.BAT_REGION_GUID}"] + [
-        (offset, offset + length, f"region {s.BAT_REGION_GUID}")
-    ]
+    image._transaction(sectors)
+    image.layout.regions = table
+    name = f"region {s.BAT_REGION_GUID}"
+    others = [r for r in image.layout.reserved if r[2] != name]
+    image.layout.reserved = [*others, (offset, offset + length, name)]
 
 
 def _block_reads_zero(image: VhdxImage, block: int) -> bool:
@@ -209,7 +208,7 @@ def compact(image: VhdxImage, progress: Progress | None = None) -> int:
     g = image.geometry
     with image._io.exclusive(), image.lock:
         image._commit()
-        before = image._real_file_size()
+        before = image.file.size()
         present = image._present_blocks()
         total = len(present) * 2
         for done, block in enumerate(present):
@@ -222,38 +221,37 @@ def compact(image: VhdxImage, progress: Progress | None = None) -> int:
         _pack_blocks(image, progress, len(present), total)
         image._commit()
         end = _used_end(image)
-        image._alloc_end = end
+        image.layout.alloc_end = end
         if end < before:
             # The applied log entry names the old file size as flushed; a replay after the
             # truncation would take the shorter file for damage, so retire the entry first.
-            image._begin_session(data=False)
-            image._retire_log_entry()
-            image._truncate(end)
-            image._sync()
+            image.journal.retire_entry()
+            image.file.truncate(end)
+            image.file.sync()
         if progress:
             progress(total, total)
-        return max(0, before - image._real_file_size())
+        return max(0, before - image.file.size())
 
 
 def _allocations(image: VhdxImage) -> list[tuple[int, int, int]]:
     """(file offset, length, BAT index) of every allocated block, lowest offset first."""
     out = []
     for index, entry in enumerate(image.bat):
-        length = image._entry_length(index, entry)
+        length = image.layout.entry_length(index, entry)
         if length:
             out.append((batlib.entry_offset(entry), length, index))
     return sorted(out)
 
 
 def _used_end(image: VhdxImage) -> int:
-    ends = [end for _, end, _ in image._reserved]
+    ends = [end for _, end, _ in image.layout.reserved]
     ends += [off + length for off, length, _ in _allocations(image)]
     return -(-max(ends) // MiB) * MiB
 
 
 def _pack_blocks(image: VhdxImage, progress: Progress | None, done: int, total: int) -> None:
     allocs = _allocations(image)
-    fixed = sorted((start, end) for start, end, _ in image._reserved)
+    fixed = sorted((start, end) for start, end, _ in image.layout.reserved)
     while allocs:
         offset, length, index = allocs[-1]
         hole = _lowest_hole(fixed + [(o, o + n) for o, n, _ in allocs[:-1]], length, offset)
@@ -284,5 +282,5 @@ def _copy(image: VhdxImage, src: int, dst: int, length: int) -> None:
     pos = 0
     while pos < length:
         n = min(COPY_CHUNK, length - pos)
-        image._pwrite(dst + pos, image._pread(src + pos, n))
+        image.file.pwrite(dst + pos, image.file.pread(src + pos, n))
         pos += n

@@ -147,3 +147,24 @@ def test_three_level_chain_matches_libvhdi(tmp_path: Path) -> None:
     assert files[-1].read_buffer(size) == ref
     for f in reversed(files):
         f.close()
+
+
+def test_qemu_agrees_after_resize_and_compact(tmp_path: Path) -> None:
+    path = tmp_path / "d.vhd"
+    create_image(path, CreateSpec(size=3 * MiB, block_size=64 * 1024))
+    ref = bytearray(random.Random(3).randbytes(3 * MiB))
+    with open_image(path, writable=True) as img:
+        img.write(0, bytes(ref))
+        img.resize(40 * MiB)  # 640 entries: the BAT no longer fits and moves to the end
+        ref += bytes(37 * MiB)
+        img.write(39 * MiB, b"tail" * 1024)
+        ref[39 * MiB : 39 * MiB + 4096] = b"tail" * 1024
+        img.write(0, bytes(2 * MiB))  # whole zero blocks for compact to give back
+        ref[: 2 * MiB] = bytes(2 * MiB)
+        size_before = path.stat().st_size
+        freed = img.compact()
+    assert freed > 0 and path.stat().st_size == size_before - freed
+    assert qemu_size(path) == 40 * MiB
+    raw = tmp_path / "ref.raw"
+    raw.write_bytes(ref)
+    qemu_compare(path, raw)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 from pyhv.storage.image import CreateSpec, DiskType
 from pyhv.storage.vhdx import FORMAT, VhdxImage
+from pyhv.storage.vhdx import bat as batlib
+from pyhv.storage.vhdx import header as hdr
+from pyhv.storage.vhdx import log as loglib
+from pyhv.storage.vhdx import structs as s
 from pyhv.units import GiB, MiB
 
 pytestmark = [
@@ -132,18 +138,18 @@ def test_pending_log_reads_like_qemu_replay(tmp_path: Path) -> None:
     img = VhdxImage(path, writable=True)
     img.write(5 * MiB + 4096, b"pending log data" * 4096)
     img.write(9 * MiB, b"more")
-    real = img._pwrite
+    real = img.file.pwrite
 
     def stop_after_log(offset: int, data: bytes | bytearray | memoryview) -> None:
         real(offset, data)
         if offset == img.header.log_offset:
-            img._sync()
+            img.file.sync()
             raise KeyboardInterrupt  # the "crash": nothing after the log write happens
 
-    img._pwrite = stop_after_log  # type: ignore[method-assign]
+    img.file.pwrite = stop_after_log  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         img.flush()
-    os.close(img._fd)
+    img.file.close()
     img.closed = True
 
     info = run("qemu-img", "info", "-f", "vhdx", path)
@@ -173,8 +179,61 @@ def test_resize_and_compact_stay_clean_for_qemu(tmp_path: Path) -> None:
         with open(raw, "r+b") as f:
             f.write(bytes(20 * MiB))
         img.compact()
-        img.resize(5 * GiB)
-    os.truncate(raw, 5 * GiB)
-    assert qemu_virtual_size(path) == 5 * GiB
     assert_qemu_clean(path)
     assert_same_as_raw(path, raw)
+    with VhdxImage(path, writable=True) as img:
+        bat_before = img.regions.bat.file_offset
+        img.resize(200 * GiB)  # 1 MiB blocks: the BAT outgrows its 1 MiB region and moves
+        assert img.regions.bat.file_offset != bat_before
+        img.write(200 * GiB - 4, b"!!!!")
+    assert qemu_virtual_size(path) == 200 * GiB
+    assert_qemu_clean(path)
+    out = run("qemu-io", "-f", "vhdx", "-c", f"read -P 0x21 {200 * GiB - 4} 4", path)
+    assert out.returncode == 0 and "Pattern verification failed" not in out.stdout, out.stdout
+    with VhdxImage(path, writable=False) as img:
+        assert img.read(0, 64 * MiB) == raw.read_bytes()
+
+
+def test_crafted_log_on_qemu_image_replays_like_qemu(tmp_path: Path) -> None:
+    """A hand-built entry (data + zero descriptors) on a qemu-made file, as [MS-VHDX] §2.3."""
+    path = tmp_path / "crafted.vhdx"
+    opts = "subformat=dynamic,block_size=1M"
+    assert run("qemu-img", "create", "-f", "vhdx", "-o", opts, path, "16M").returncode == 0
+    for block in range(4):
+        cmd = f"write -P {0x30 + block} {block * MiB} {MiB}"
+        assert run("qemu-io", "-f", "vhdx", "-c", cmd, path).returncode == 0
+    with VhdxImage(path, writable=False) as img:
+        h, bat_at = img.header, img.regions.bat.file_offset
+        bat = list(img.bat)
+        block1 = batlib.entry_offset(bat[img.geometry.payload_index(1)])
+        bat[img.geometry.payload_index(3)] = batlib.pack_entry(s.PayloadState.ZERO)
+        file_size = os.path.getsize(path)
+    sector = batlib.pack_bat(bat)[:4096].ljust(4096, b"\0")
+    log_guid = uuid.uuid4()
+    entry = loglib.build_log_entry(
+        sequence_number=0x1122334455,
+        log_guid=log_guid,
+        sectors={bat_at: sector},
+        zeros=[(block1 + 8192, 8192)],
+        flushed_file_offset=file_size,
+        last_file_offset=file_size,
+        log_length=h.log_length,
+    )
+    with open(path, "r+b") as f:
+        f.seek(h.log_offset)
+        f.write(entry)
+        for n, off in enumerate(s.HEADER_OFFSETS, start=1):
+            new = dataclasses.replace(h, sequence_number=h.sequence_number + n, log_guid=log_guid)
+            f.seek(off)
+            f.write(hdr.pack_header(new))
+    with VhdxImage(path, writable=False) as ro:
+        seen = ro.read(0, ro.size)
+    assert seen[MiB + 8192 : MiB + 16384] == bytes(8192)
+    assert seen[3 * MiB : 4 * MiB] == bytes(MiB)
+    assert seen[2 * MiB : 3 * MiB] == bytes([0x32]) * MiB
+    repaired = tmp_path / "repaired.vhdx"
+    shutil.copy(path, repaired)
+    assert run("qemu-img", "check", "-r", "all", "-f", "vhdx", repaired).returncode == 0
+    flat = tmp_path / "flat.raw"
+    assert run("qemu-img", "convert", "-f", "vhdx", "-O", "raw", repaired, flat).returncode == 0
+    assert seen == flat.read_bytes()

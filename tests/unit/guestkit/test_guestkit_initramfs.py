@@ -32,6 +32,7 @@ def fake_kernel(tmp_path: Path, elf_file: Callable[..., bytes]) -> Path:
         "cdrom": "",
         "sd_mod": "scsi_mod",
         "sr_mod": "scsi_mod,cdrom",
+        "isofs": "cdrom",
         "virtio_scsi": "scsi_mod,virtio",
         "virtio_net": "virtio",
         "virtio_console": "virtio",
@@ -58,6 +59,7 @@ def test_populate_links_applets_and_keeps_pyhv_init(tmp_path: Path) -> None:
     assert b"PYHV-GUEST-READY" in (tree / "sbin/init").read_bytes()
     assert (tree / "usr/sbin/qemu-ga").stat().st_mode & 0o111
     assert (tree / "etc/acpi/PWRF/00000080").stat().st_mode & 0o111
+    assert (tree / "sbin/shutdown").stat().st_mode & 0o111
 
 
 def test_initramfs_has_init_console_and_modules_in_order(

@@ -51,6 +51,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, bytes
     return folder, base, child
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -80,5 +81,9 @@ def test_mutated_metadata_reads_or_fails_cleanly(
             assert len(img.read(img.size - n, n)) == n
             img.extents()
             img.info()
+        with open_image(work / "child.avhd", writable=True) as img:
+            pos = data.draw(st.integers(0, max(0, img.size - 5000)))
+            img.write(pos, b"w" * 5000)
+            assert img.read(pos, 5000) == b"w" * 5000
     except PyhvError as e:
         assert "\n" not in str(e)

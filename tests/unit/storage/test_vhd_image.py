@@ -288,3 +288,31 @@ def test_info_of_dynamic_disk(tmp_path: Path) -> None:
     assert info.allocated_bytes == 2 * MiB and info.block_size == 2 * MiB
     assert info.file_size == path.stat().st_size
     assert info.extra["creator"] == "win" and info.parent_path is None
+
+
+def test_resize_interrupted_between_footers_is_benign(tmp_path: Path) -> None:
+    path = tmp_path / "d.vhd"
+    create_image(path, CreateSpec(size=MiB))
+    head = path.read_bytes()[:512]
+    with open_image(path, writable=True) as img:
+        img.resize(2 * MiB)
+    with path.open("r+b") as f:
+        f.write(head)  # as if killed before the copy at offset 0 was rewritten
+    assert check_vhd(path, repair=False) == []
+    with open_image(path) as img:
+        assert img.size == 2 * MiB
+    with open_image(path, writable=True):
+        pass
+    assert path.read_bytes()[:512] == path.read_bytes()[-512:]
+
+
+def test_legacy_511_byte_footer(tmp_path: Path) -> None:
+    path = tmp_path / "old.vhd"
+    create_image(path, CreateSpec(size=MiB, disk_type=DiskType.FIXED))
+    with open_image(path, writable=True) as img:
+        img.write(0, b"old")
+    with path.open("r+b") as f:
+        f.truncate(MiB + 511)  # pre-Virtual PC 2004 images end one reserved byte early
+    with open_image(path) as img:
+        assert img.size == MiB and img.read(0, 3) == b"old"
+    assert check_vhd(path, repair=False) == []

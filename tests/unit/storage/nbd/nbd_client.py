@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,14 @@ from pyhv.storage.image import (
     merge_extents,
 )
 from pyhv.storage.nbd import protocol as p
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    """Wait until ``predicate()`` holds: counters are updated just after the reply is sent."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.005)
 
 
 class MemImage(DiskImage):

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import stat
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from nbd_client import MemImage, NbdClient
+from nbd_client import MemImage, NbdClient, eventually
 
-from pyhv.errors import ConfigError, ConflictError, NbdError, NotFoundError, StateError, StorageError
+from pyhv.errors import (
+    ConfigError,
+    ConflictError,
+    NbdError,
+    NotFoundError,
+    StateError,
+    StorageError,
+)
 from pyhv.storage.nbd import NbdServer
 from pyhv.storage.nbd import protocol as p
 
@@ -29,7 +38,7 @@ def run(test: Callable[[NbdServer, Path], Awaitable[None]], tmp_path: Path) -> N
     asyncio.run(main())
 
 
-async def client(sock: Path, **kw: bool) -> NbdClient:
+async def client(sock: Path, **kw: Any) -> NbdClient:
     c = await NbdClient.connect(sock)
     await c.go(**kw)
     return c
@@ -65,6 +74,7 @@ def test_write_read_flush_fua(tmp_path: Path, structured: bool) -> None:
         assert image.flushes == 1  # FUA reached flush before the reply
         await c.call(p.NBD_CMD_FLUSH)
         assert image.flushes == 2
+        await eventually(lambda: server.stats("disk")["flush"]["ops"] == 1)
         stats = server.stats("disk")
         assert stats["write"]["ops"] == 2 and stats["write"]["bytes"] == 8192 + 512
         assert stats["read"]["bytes"] == 200 and stats["flush"]["ops"] == 1
@@ -129,8 +139,8 @@ def test_trim_and_write_zeroes(tmp_path: Path) -> None:
         await c.call(p.NBD_CMD_WRITE_ZEROES, 131072, 3 << 20 >> 2, p.NBD_CMD_FLAG_NO_HOLE)
         assert image.zeroed == [(65536, 4096)]  # NO_HOLE: real zeros through write()
         assert image.data[131072 : 131072 + (3 << 18)] == bytes(3 << 18)
+        await eventually(lambda: server.stats("disk")["write_zeroes"]["ops"] == 2)
         assert server.stats("disk")["trim"]["ops"] == 1
-        assert server.stats("disk")["write_zeroes"]["ops"] == 2
         await c.close()
 
     run(t, tmp_path)
@@ -198,7 +208,9 @@ def test_two_clients_share_the_export(tmp_path: Path) -> None:
         p.pack_request(0, p.NBD_CMD_WRITE, 1, 0, p.MAX_PAYLOAD + 1),  # oversized payload
     ],
 )
-def test_garbage_in_transmission_closes_only_that_connection(tmp_path: Path, garbage: bytes) -> None:
+def test_garbage_in_transmission_closes_only_that_connection(
+    tmp_path: Path, garbage: bytes
+) -> None:
     async def t(server: NbdServer, sock: Path) -> None:
         server.add_export("disk", MemImage(SIZE), read_only=False)
         bad = await client(sock)
@@ -262,7 +274,7 @@ def test_image_failure_is_eio(tmp_path: Path) -> None:
             c = await client(sock, structured=structured)
             assert (await c.call(p.NBD_CMD_READ, 0, 512)).error == p.NBD_EIO
             await c.close()
-        assert server.stats("disk")["read"]["errors"] == 2
+        await eventually(lambda: server.stats("disk")["read"]["errors"] == 2)
 
     run(t, tmp_path)
 
@@ -365,8 +377,26 @@ def test_stale_socket_is_replaced_other_files_are_not(tmp_path: Path) -> None:
         await second.close()
         await first.close()
         await second.close()  # idempotent
+        with pytest.raises(StateError, match="closed"):
+            second.add_export("disk", MemImage(SIZE), read_only=False)
         path.write_text("not a socket")
         with pytest.raises(NbdError, match="not a socket"):
             await NbdServer(path).start()
 
     asyncio.run(main())
+
+
+def test_debug_log_has_a_line_per_request_and_reply(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pyhv.storage.nbd")
+
+    async def t(server: NbdServer, sock: Path) -> None:
+        server.add_export("disk", MemImage(SIZE), read_only=False)
+        c = await client(sock)
+        await c.call(p.NBD_CMD_READ, 0, 512)
+        await eventually(lambda: "<-- handle 1: ok" in caplog.text)
+        await c.close()
+
+    run(t, tmp_path)
+    assert "nbd disk --> Request(flags=0, type=0, handle=1, offset=0, length=512)" in caplog.text

@@ -58,9 +58,9 @@ def test_validate_ok_and_errors() -> None:
         b.validate_bat([full(0), 0, 0, 0], g, 4 * MiB, reserved, 0x300000)
     with pytest.raises(CorruptImage, match="after the end of the file"):
         b.validate_bat([full(9 * MiB), 0, 0, 0], g, 4 * MiB, reserved, 0)
-    with pytest.raises(CorruptImage, match="overlaps"):
+    with pytest.raises(CorruptImage, match="overlapping"):
         b.validate_bat([full(2 * MiB), full(2 * MiB), 0, 0], g, 4 * MiB, reserved, 0)
-    with pytest.raises(CorruptImage, match="overlaps"):
+    with pytest.raises(CorruptImage, match="overlapping"):
         b.validate_bat([full(1 * MiB), 0, 0, 0], g, 4 * MiB, reserved, 0)
     with pytest.raises(CorruptImage, match="invalid payload state 4"):
         b.validate_bat([4, 0, 0, 0], g, 4 * MiB, reserved, 0)

@@ -93,3 +93,67 @@ def test_mutated_metadata_gives_data_or_pyhv_error(
         os.pwrite(fd, original, 0)
         os.ftruncate(fd, len(original))
         os.close(fd)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An image whose last metadata change sits in the log, not yet applied."""
+    path = tmp_path_factory.mktemp("dirty") / "dirty.vhdx"
+    FORMAT.create(path, CreateSpec(size=3 * MiB, block_size=MiB), None)
+    img = VhdxImage(path, writable=True)
+    img.write(MiB + 100, b"\x44" * 3000)
+    real = img.file.pwrite
+
+    def pwrite(offset: int, data: bytes | bytearray | memoryview) -> None:
+        real(offset, data)
+        if offset == img.header.log_offset:
+            raise _Crash
+
+    img.file.pwrite = pwrite  # type: ignore[method-assign]
+    with pytest.raises(_Crash):
+        img.flush()
+    img.file.close()
+    img.closed = True
+    return path
+
+
+def _refresh_log_checksum(fd: int) -> None:
+    head = os.pread(fd, 64, 1 * MiB)
+    length = int.from_bytes(head[8:12], "little")
+    if head[:4] == s.LOG_ENTRY_SIGNATURE and 0 < length <= MiB and length % 4096 == 0:
+        entry = os.pread(fd, length, 1 * MiB)
+        crc = hdr.checksum(entry, s.LOG_ENTRY_CHECKSUM_OFFSET)
+        os.pwrite(fd, crc.to_bytes(4, "little"), 1 * MiB + 4)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    muts=st.lists(st.tuples(st.integers(0, 3 * 4096 - 1), st.integers(0, 255)), max_size=6),
+    fix_crc=st.booleans(),
+    writable=st.booleans(),
+)
+def test_mutated_log_gives_data_or_pyhv_error(
+    dirty: Path, muts: list[tuple[int, int]], fix_crc: bool, writable: bool
+) -> None:
+    original = dirty.read_bytes()
+    fd = os.open(dirty, os.O_RDWR)
+    try:
+        for pos, value in muts:
+            os.pwrite(fd, bytes([value]), 1 * MiB + pos)
+        if fix_crc:
+            _refresh_log_checksum(fd)
+        try:
+            with VhdxImage(dirty, writable=writable) as img:
+                assert len(img.read(0, img.size)) == img.size
+        except PyhvError as err:
+            assert "\n" not in str(err)
+    finally:
+        os.pwrite(fd, original, 0)
+        os.ftruncate(fd, len(original))
+        os.close(fd)

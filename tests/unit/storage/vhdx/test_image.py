@@ -193,13 +193,15 @@ def test_resize_grow_shrink_and_minimum(make_image: MakeImage) -> None:
         with pytest.raises(UsageError, match="minimum size is 2M"):
             img.resize(MiB)
         img.resize(2 * MiB)
-        img.resize(6000 * MiB)  # BAT needs a bigger region: relocated through the log
+        bat_before = img.regions.bat.file_offset
+        img.resize(200 * 1024 * MiB)  # the BAT outgrows its region: moved, tables via the log
+        assert img.regions.bat.file_offset != bat_before
         assert img.read(MiB, 4) == b"data"
-        img.write(5999 * MiB, b"end")
+        img.write(199 * 1024 * MiB, b"end")
     with VhdxImage(path, writable=False) as img:
-        assert img.size == 6000 * MiB
+        assert img.size == 200 * 1024 * MiB
         assert img.read(MiB, 4) == b"data"
-        assert img.read(5999 * MiB, 3) == b"end"
+        assert img.read(199 * 1024 * MiB, 3) == b"end"
         assert img.read(2 * MiB, MiB) == bytes(MiB)
     assert FORMAT.check(path, repair=False) == []
 
@@ -286,3 +288,16 @@ def test_bad_files(tmp_path: Path, make_image: MakeImage) -> None:
     os.truncate(path, 500_000)
     with pytest.raises(CorruptImage, match="truncated"):
         VhdxImage(path, writable=False)
+
+
+def test_partial_block_becomes_fully_present(make_image: MakeImage, open_chain: OpenChain) -> None:
+    base = make_image(size=2 * MiB)
+    child = make_image(parent=base, block_size=MiB)
+    with open_chain([base, child]) as top:
+        top.write(0, b"a" * 1000)  # partial: sector bitmap in use
+        index = top.geometry.payload_index(0)
+        assert top.bat[index] & 7 == s.PayloadState.PARTIALLY_PRESENT
+        top.write(1000, b"b" * (MiB - 1000))
+        assert top.bat[index] & 7 == s.PayloadState.FULLY_PRESENT
+        assert top.read(998, 4) == b"aabb"
+    assert FORMAT.check(child, repair=False) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,19 +21,19 @@ class Crash(Exception):
 
 def crash_after_log_write(img: VhdxImage) -> None:
     """Make the image 'die' right after its next log entry is durable."""
-    real = img._pwrite
+    real = img.file.pwrite
 
     def pwrite(offset: int, data: bytes | bytearray | memoryview) -> None:
         real(offset, data)
         if offset == img.header.log_offset:
-            img._sync()
+            img.file.sync()
             raise Crash
 
-    img._pwrite = pwrite  # type: ignore[method-assign]
+    img.file.pwrite = pwrite  # type: ignore[method-assign]
 
 
 def abandon(img: VhdxImage) -> None:
-    os.close(img._fd)
+    img.file.close()
     img.closed = True
 
 

@@ -1,0 +1,86 @@
+"""How ``pyhv vm list`` and ``show`` present VMs: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pyhv.model import VmConfig, VmStatus
+from pyhv.worker.local import Sample
+
+_STATE_STYLE = {"Running": "green", "Paused": "yellow", "Saved": "cyan"}
+
+
+def format_uptime(seconds: float) -> str:
+    """``1:02:03`` like Hyper-V Manager, ``2d 01:02:03`` past a day."""
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    text = f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def vm_json(config: VmConfig, status: VmStatus, sample: Sample | None) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "id": config.id,
+        "state": str(status.state),
+        "critical": status.critical,
+        "status": status.model_dump(mode="json"),
+        "config": config.model_dump(mode="json"),
+        "stats": sample.stats.model_dump(mode="json") if sample else None,
+        "cpu_percent": sample.cpu_percent if sample else None,
+    }
+
+
+def _state_text(status: VmStatus) -> str:
+    style = "red" if status.critical else _STATE_STYLE.get(str(status.state), "")
+    text = status.display_state
+    return f"[{style}]{text}[/]" if style else text
+
+
+def vm_table(rows: list[tuple[VmConfig, VmStatus, Sample | None]]) -> Table:
+    table = Table("Name", "State", "CPU %", "Memory (MiB)", "Uptime", "Status")
+    for config, status, sample in rows:
+        table.add_row(
+            config.name,
+            _state_text(status),
+            f"{sample.cpu_percent:.0f}" if sample else "0",
+            str(sample.stats.memory_assigned_mib if sample else 0),
+            format_uptime(sample.stats.uptime_s) if sample else "00:00:00",
+            status.reason or "",
+        )
+    return table
+
+
+def print_vm(console: Console, config: VmConfig, status: VmStatus, sample: Sample | None) -> None:
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column()
+    info.add_row("Name", config.name)
+    info.add_row("Id", config.id)
+    info.add_row("State", _state_text(status) + (f" ({status.reason})" if status.reason else ""))
+    info.add_row("Generation", str(config.generation))
+    info.add_row("Processors", str(config.processor_count))
+    info.add_row("Startup memory", f"{config.memory_startup_mib} MiB")
+    if config.kernel is not None:
+        info.add_row("Kernel", f"{config.kernel.kernel} {config.kernel.cmdline}")
+    for c, disk in config.disks():
+        ro = " (read-only)" if disk.read_only else ""
+        info.add_row(f"SCSI {c}:{disk.slot}", f"{disk.path}{ro}")
+    if sample is not None:
+        st = sample.stats
+        info.add_row("CPU", f"{sample.cpu_percent:.0f} %, {st.cpu_time_s:.1f} s total")
+        per = ", ".join(f"{t:.1f}" for t in st.cpu_time_per_vcpu_s)
+        info.add_row("CPU per vCPU (s)", per)
+        used = f", {st.memory_used_mib} MiB used" if st.memory_used_mib is not None else ""
+        info.add_row("Memory", f"{st.memory_assigned_mib} MiB assigned{used}")
+        info.add_row("Uptime", format_uptime(st.uptime_s))
+        for slot, d in st.disks.items():
+            info.add_row(
+                f"Disk {slot} I/O",
+                f"{d.read_ops} reads ({d.read_bytes // 1024} KiB), "
+                f"{d.write_ops} writes ({d.write_bytes // 1024} KiB), {d.flush_ops} flushes",
+            )
+    console.print(info)

@@ -1,0 +1,117 @@
+"""VhdxFile: the open file descriptor of a VHDX image, the one place VHDX code does file I/O.
+
+It translates ``OSError`` into one-line storage errors, and lets a read-only open see a replayed
+log: sectors in :attr:`VhdxFile.overlay` replace what the file holds, so the file stays untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyhv.errors import ConflictError, NotFoundError, StorageError, UsageError
+from pyhv.units import MiB
+
+OVERLAY_SECTOR = 4096
+
+
+@contextmanager
+def os_errors(path: Path, op: str) -> Iterator[None]:
+    """Turn OSError into the storage error a user can act on (the one translation point)."""
+    try:
+        yield
+    except FileNotFoundError as err:
+        raise NotFoundError(f"{path}: no such file") from err
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise StorageError(f"{path}: {op} failed: no space left on the device") from err
+        raise StorageError(f"{path}: {op} failed: {err.strerror or err}") from err
+
+
+class VhdxFile:
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.overlay: dict[int, bytes] = {}  # 4 KiB-aligned offset → sector (read-only replay)
+
+    @classmethod
+    def open(cls, path: Path, writable: bool) -> VhdxFile:
+        with os_errors(path, "open"):
+            return cls(path, os.open(path, os.O_RDWR if writable else os.O_RDONLY))
+
+    @classmethod
+    def create(cls, path: Path) -> VhdxFile:
+        """A new, empty file; an existing one is never overwritten.
+
+        :raises ConflictError: the file exists.
+        """
+        try:
+            return cls(path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError as err:
+            raise ConflictError(f"{path}: file exists; remove it or choose another name") from err
+        except OSError as err:
+            raise UsageError(f"{path}: cannot create: {err.strerror}") from err
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes; past the end of the file they read as zeros."""
+        with os_errors(self.path, "read"):
+            data = os.pread(self.fd, length, offset)
+            while len(data) < length:
+                more = os.pread(self.fd, length - len(data), offset + len(data))
+                if not more:
+                    data += bytes(length - len(data))
+                    break
+                data += more
+        return self._apply_overlay(offset, data) if self.overlay else data
+
+    def _apply_overlay(self, offset: int, data: bytes) -> bytes:
+        buf: bytearray | None = None
+        end = offset + len(data)
+        for at, content in self.overlay.items():
+            if at < end and offset < at + OVERLAY_SECTOR:
+                if buf is None:
+                    buf = bytearray(data)
+                lo, hi = max(offset, at), min(end, at + OVERLAY_SECTOR)
+                buf[lo - offset : hi - offset] = content[lo - at : hi - at]
+        return bytes(buf) if buf is not None else data
+
+    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        with os_errors(self.path, "write"):
+            view = memoryview(data)
+            while view:
+                n = os.pwrite(self.fd, view, offset)
+                view, offset = view[n:], offset + n
+
+    def write_zeros(self, offset: int, length: int) -> None:
+        """Zeros in bounded pieces (a corrupt length must not allocate gigabytes)."""
+        for at in range(offset, offset + length, MiB):
+            self.pwrite(at, bytes(min(MiB, offset + length - at)))
+
+    def sync(self, data_only: bool = False) -> None:
+        with os_errors(self.path, "flush"):
+            (os.fdatasync if data_only else os.fsync)(self.fd)
+
+    def truncate(self, size: int) -> None:
+        with os_errors(self.path, "resize file"):
+            os.ftruncate(self.fd, size)
+
+    def preallocate(self, offset: int, length: int) -> None:
+        """Fixed disks own their space; file systems without fallocate keep a sparse file."""
+        try:
+            os.posix_fallocate(self.fd, offset, length)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                with os_errors(self.path, "allocate"):
+                    raise
+
+    def size(self) -> int:
+        with os_errors(self.path, "stat"):
+            return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

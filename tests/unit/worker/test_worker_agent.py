@@ -1,0 +1,106 @@
+"""The guest agent client against a fake agent speaking the qga protocol on a unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from pyhv.errors import StateError
+from pyhv.worker.agent import AgentError, GuestAgent, parse_exec_status
+
+
+async def fake_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Replies like qemu-ga; leaves a stale line first to prove the sync skips it."""
+    writer.write(b'{"return": {"stale": true}}\n')
+    polls = 0
+    while line := await reader.readline():
+        msg = json.loads(line.lstrip(b"\xff"))
+        cmd, args = msg["execute"], msg.get("arguments", {})
+        if cmd == "guest-sync-delimited":
+            writer.write(b"\xff" + json.dumps({"return": args["id"]}).encode() + b"\n")
+        elif cmd == "guest-exec":
+            writer.write(b'{"return": {"pid": 42}}\n')
+        elif cmd == "guest-exec-status":
+            polls += 1
+            done = {
+                "exited": True,
+                "exitcode": 3,
+                "out-data": base64.b64encode(b"out\n").decode(),
+                "err-data": base64.b64encode(b"err\n").decode(),
+            }
+            writer.write(json.dumps({"return": done if polls > 1 else {"exited": False}}).encode())
+            writer.write(b"\n")
+        else:
+            writer.write(b'{"error": {"class": "CommandNotFound", "desc": "no such command"}}\n')
+        await writer.drain()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()
+
+
+def run_with(handler, sock: Path, coro_fn):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        server = await asyncio.start_unix_server(handler, path=str(sock))
+        try:
+            return await coro_fn()
+        finally:
+            server.close()
+
+    return asyncio.run(go())
+
+
+def test_exec_returns_output_and_exit_code(short_home: Path) -> None:
+    sock = short_home / "qga.sock"
+
+    async def use():  # type: ignore[no-untyped-def]
+        agent = GuestAgent(str(sock), "vm1", timeout=5)
+        try:
+            return await agent.exec(["sh", "-c", "x"])
+        finally:
+            await agent.close()
+
+    result = run_with(fake_agent, sock, use)
+    assert (result.exit_code, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
+
+
+def test_agent_error_is_reported(short_home: Path) -> None:
+    sock = short_home / "qga.sock"
+
+    async def use():  # type: ignore[no-untyped-def]
+        agent = GuestAgent(str(sock), "vm1", timeout=5)
+        try:
+            await agent.request("guest-nope")
+        finally:
+            await agent.close()
+
+    with pytest.raises(AgentError, match="no such command"):
+        run_with(fake_agent, sock, use)
+
+
+def test_silent_agent_times_out_with_clear_error(short_home: Path) -> None:
+    sock = short_home / "qga.sock"
+
+    async def use():  # type: ignore[no-untyped-def]
+        await GuestAgent(str(sock), "vm1", timeout=0.2).ping()
+
+    with pytest.raises(StateError, match="VM 'vm1' has no working guest agent"):
+        run_with(silent, sock, use)
+
+
+def test_missing_channel_is_clear(short_home: Path) -> None:
+    async def use() -> None:
+        await GuestAgent(str(short_home / "none.sock"), "vm1", timeout=1).ping()
+
+    with pytest.raises(StateError, match="no working guest agent"):
+        asyncio.run(use())
+
+
+def test_exec_status_signal() -> None:
+    result = parse_exec_status({"exited": True, "signal": 9})
+    assert result is not None and result.exit_code == 137 and result.signal == 9
+    assert parse_exec_status({"exited": False}) is None

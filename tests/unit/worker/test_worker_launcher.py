@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyhv.cli.vm_render import format_uptime
+from pyhv.paths import HomePaths
+from pyhv.worker.launcher import failure_message, worker_argv
+
+
+def test_failure_message_uses_the_workers_own_line() -> None:
+    line = "pyhv-worker: error: SeaBIOS (bios-256k.bin) not found: install the seabios package"
+    assert (
+        failure_message(line, 1) == "SeaBIOS (bios-256k.bin) not found: install the seabios package"
+    )
+    assert failure_message("Traceback", 1) == "the VM's worker exited with code 1: Traceback"
+
+
+def test_worker_argv() -> None:
+    argv = worker_argv(HomePaths(Path("/h")), "id1", restore=True)
+    assert argv[1:] == ["-m", "pyhv.worker", "--home", "/h", "id1", "--restore"]
+
+
+def test_format_uptime() -> None:
+    assert format_uptime(3723.9) == "01:02:03"
+    assert format_uptime(90061) == "1d 01:01:01"

@@ -1,0 +1,131 @@
+"""The worker's state handling end to end, with a fake QEMU process and a fake QMP session."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from conftest import FakeQmp, FakeRunner
+
+from pyhv.errors import StateError
+from pyhv.inventory import Inventory
+from pyhv.model import ComPort, VmConfig, VmState
+from pyhv.paths import HomePaths
+from pyhv.worker.ops import WorkerOps
+from pyhv.worker.status_file import read_status_file
+from pyhv.worker.worker import Worker, WorkerEnv
+
+
+@dataclass
+class Booted:
+    worker: Worker
+    ops: WorkerOps
+    qmp: FakeQmp
+    runner: FakeRunner
+    task: asyncio.Task[int]
+
+
+def make_config(paths: HomePaths) -> VmConfig:
+    config = VmConfig(name="fake", com1=ComPort(mode="none"))
+    return Inventory(paths).create(config)
+
+
+async def boot(paths: HomePaths, **qmp_options: bool) -> Booted:
+    runner = FakeRunner()
+    qmp = FakeQmp(runner, **qmp_options)
+
+    async def connect(path: str, name: str, timeout: float) -> FakeQmp:
+        return qmp
+
+    worker = Worker(make_config(paths), paths, "tcg", WorkerEnv(runner=runner, connect_qmp=connect))
+    task = asyncio.create_task(worker.run(restore=False))
+    for _ in range(200):
+        if worker.status.state == VmState.RUNNING or task.done():
+            break
+        await asyncio.sleep(0.01)
+    return Booted(worker, WorkerOps(worker), qmp, runner, task)
+
+
+def test_boot_starts_paused_then_continues(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        assert b.worker.status.state == VmState.RUNNING
+        assert "-S" in b.runner.argv
+        assert b.qmp.commands[0] == "cont"
+        recorded = read_status_file(paths.vm_status(b.worker.config.id))
+        assert recorded is not None and recorded.state == VmState.RUNNING
+        assert recorded.qemu_pid == b.runner.proc.pid  # type: ignore[union-attr]
+        await b.ops.turn_off({})
+        assert await asyncio.wait_for(b.task, 5) == 0
+
+    asyncio.run(go())
+
+
+def test_pause_resume_and_illegal_requests(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        with pytest.raises(StateError, match="cannot resume VM 'fake': it is already Running"):
+            await b.ops.resume({})
+        await b.ops.pause({})
+        assert b.worker.status.state == VmState.PAUSED
+        with pytest.raises(StateError, match="Paused"):
+            await b.ops.shutdown({})
+        await b.ops.resume({})
+        assert b.qmp.commands[-2:] == ["stop", "cont"]
+        await b.ops.turn_off({})
+        await b.task
+        assert b.worker.status.state == VmState.OFF
+        assert b.worker.status.reason == "turned off"
+        assert not b.worker.status.critical
+
+    asyncio.run(go())
+
+
+def test_acpi_shutdown_ends_off_with_reason(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        status = await b.ops.shutdown({"timeout": 5})
+        assert status["state"] == "Off"
+        assert status["reason"] == "guest shut down"
+        await b.task
+        assert not any(p.exists() for p in b.worker.layout.sockets())
+        assert not b.worker.layout.worker_pid.exists()
+
+    asyncio.run(go())
+
+
+def test_shutdown_turns_off_when_guest_ignores_button(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths, guest_powers_off=False)
+        status = await b.ops.shutdown({"timeout": 0.05})
+        assert b.qmp.commands[-2:] == ["system_powerdown", "quit"]
+        assert status["reason"] == "turned off"
+        await b.task
+
+    asyncio.run(go())
+
+
+def test_qemu_killed_is_critical(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        assert b.runner.proc is not None
+        b.runner.proc.kill()
+        await b.task
+        assert b.worker.status.state == VmState.OFF
+        assert b.worker.status.critical
+        assert b.worker.status.reason == "QEMU was killed by signal 9 (SIGKILL)"
+
+    asyncio.run(go())
+
+
+def test_exec_refused_while_paused(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        await b.ops.pause({})
+        with pytest.raises(StateError, match="it is Paused"):
+            await b.ops.exec({"argv": ["true"]})
+        await b.ops.turn_off({})
+        await b.task
+
+    asyncio.run(go())
