@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -71,12 +71,27 @@ class Inventory:
         :raises ConfigError: when it asks for more than the host has.
         :raises ConflictError: when it was renamed to a name another VM has.
         """
-        config = self._checked(config)
         with self._locked():
-            if not self.paths.vm_config(config.id).exists():
-                raise NotFoundError(f"VM {config.name!r} ({config.id}) does not exist")
-            self._check_name_free(config)
-            self._write(config)
+            return self._save_locked(config)
+
+    def update(self, name_or_id: str, change: Callable[[VmConfig], None]) -> VmConfig:
+        """Read, ``change`` in place, validate and save, all under the inventory lock, so two
+        processes editing one VM (two ``disk add``) never lose each other's change.
+
+        :raises NotFoundError, ConfigError, ConflictError: as ``get`` and ``save``; whatever
+            ``change`` raises leaves the stored configuration as it was.
+        """
+        with self._locked():
+            config = self.get(name_or_id)
+            change(config)
+            return self._save_locked(config)
+
+    def _save_locked(self, config: VmConfig) -> VmConfig:
+        config = self._checked(config)
+        if not self.paths.vm_config(config.id).exists():
+            raise NotFoundError(f"VM {config.name!r} ({config.id}) does not exist")
+        self._check_name_free(config)
+        self._write(config)
         return config
 
     def get(self, name_or_id: str) -> VmConfig:

@@ -108,11 +108,6 @@ class HomePaths:
         return self.home / "logs"
 
     @property
-    def disks_dir(self) -> Path:
-        """Default folder for new virtual hard disks."""
-        return self.home / "disks"
-
-    @property
     def inventory_lock(self) -> Path:
         return self.vms_dir / ".lock"
 
@@ -133,9 +128,6 @@ class HomePaths:
 
     def vm_efi_vars(self, vm_id: str) -> Path:
         return self.vm_dir(vm_id) / "efi-vars.fd"
-
-    def vm_checkpoints_dir(self, vm_id: str) -> Path:
-        return self.vm_dir(vm_id) / "checkpoints"
 
     def vm_log_dir(self, vm_id: str) -> Path:
         return self.logs_dir / vm_id

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from pyhv.host.check import HostReport, check_host
 from pyhv.host.probe import ProbeResult
+from pyhv.model.limits import describe_mib
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -62,6 +63,12 @@ def report_rows(report: HostReport) -> list[Row]:
         ("Bridges", report.network.bridge, report.network.bridge != "missing"),
         ("/dev/net/tun", report.network.tun, report.network.tun == "ok"),
         ("Accelerator", f"{report.accelerator.name}: {report.accelerator.reason}", None),
+        (
+            "VM limits",
+            f"{report.vm_limits.max_processors} processors, "
+            f"{describe_mib(report.vm_limits.max_memory_mib)} of memory per VM",
+            None,
+        ),
     ]
 
 

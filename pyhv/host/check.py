@@ -17,6 +17,7 @@ from pyhv.host.accel import AccelChoice, AccelFacts, decide, gather_facts
 from pyhv.host.cpu import CpuInfo, read_cpuinfo
 from pyhv.host.probe import ProbeResult, run_probe
 from pyhv.host.qemu import find_qemu, qemu_version
+from pyhv.host.resources import HostResources
 from pyhv.host.system import (
     BridgeState,
     CgroupInfo,
@@ -25,6 +26,7 @@ from pyhv.host.system import (
     device_state,
     read_cgroups,
 )
+from pyhv.model.limits import MAX_PROCESSORS
 from pyhv.worker.firmware import find_ovmf, find_seabios
 
 POLICY_CONTROLLERS = ("cpu", "memory")
@@ -60,8 +62,16 @@ class NetworkReport(BaseModel):
     tun: DevState
 
 
+class VmLimitsReport(BaseModel):
+    """The most one VM may have on this host."""
+
+    max_processors: int
+    max_memory_mib: int
+
+
 class HostReport(BaseModel):
     kernel: str
+    vm_limits: VmLimitsReport
     cpu: CpuReport
     kvm: KvmReport
     qemu: QemuReport
@@ -141,8 +151,12 @@ def check_host() -> HostReport:
     failed = ProbeResult(accel="kvm", ok=False, detail="not run", seconds=0.0)
     accelerator = decide(facts, lambda: kvm_probe or failed, os.environ.get("PYHV_ACCEL"))
     problems, warnings = assess(qemu, firmware, cgroups, network, accelerator)
+    host = HostResources.detect()
     return HostReport(
         kernel=platform.release(),
+        vm_limits=VmLimitsReport(
+            max_processors=min(MAX_PROCESSORS, host.cores), max_memory_mib=host.memory_mib
+        ),
         cpu=_cpu_report(cpu),
         kvm=KvmReport(device=facts.dev_kvm, modules=list(facts.modules), probe=kvm_probe),
         qemu=qemu,

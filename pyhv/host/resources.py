@@ -18,5 +18,5 @@ class HostResources:
     @classmethod
     def detect(cls) -> HostResources:
         """Logical processors this process may run on (cpusets included) and physical RAM."""
-        cores = len(os.sched_getaffinity(0)) or os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
         return cls(cores=cores, memory_mib=psutil.virtual_memory().total // MiB)

@@ -31,7 +31,14 @@ from pyhv.service.policies import (
     cpu_settings,
     reserved_cpus,
 )
-from pyhv.service.power import STEPS, Step, exec_args, exec_output, not_reached, with_progress
+from pyhv.service.power import (
+    OP_TIMEOUT_S,
+    QUICK_OP_TIMEOUT_S,
+    STEPS,
+    Step,
+    exec_args,
+)
+from pyhv.service.power import, exec_output, not_reached, with_progress
 from pyhv.service.registry import ScanResult, VmEntry, VmRegistry, scan, write_policy
 from pyhv.service.schemas import ExecOutput, VmSummary, VmView, summarize
 from pyhv.service.supervisor import Supervisor
@@ -259,7 +266,7 @@ class VmManager:
 
     async def _call_worker(self, ctx: JobContext, entry: VmEntry, step: Step) -> None:
         assert step.worker_op is not None
-        call = asyncio.to_thread(self.supervisor.call, entry.config, step.worker_op)
+        call = asyncio.to_thread(self.supervisor.call, entry.config, step.worker_op, OP_TIMEOUT_S)
         try:
             await with_progress(ctx, call, step.expected_s)
         except StateError:
@@ -305,14 +312,17 @@ class VmManager:
     async def stats(self, ref: str) -> VmStats:
         """:raises StateError: when the VM does not run."""
         entry = self._running_entry(ref, "read statistics of")
-        result = await asyncio.to_thread(self.supervisor.call, entry.config, "stats")
+        call = self.supervisor.call
+        result = await asyncio.to_thread(call, entry.config, "stats", QUICK_OP_TIMEOUT_S)
         return VmStats.model_validate(result["stats"])
 
     async def exec(self, cmd: ExecInVm) -> ExecOutput:
         """:raises StateError: when the VM does not run or has no guest agent."""
         entry = self._running_entry(cmd.vm, "run a command in")
         args = exec_args(cmd.request)
-        result = await asyncio.to_thread(self.supervisor.call, entry.config, "exec", **args)
+        timeout = cmd.request.timeout_s + QUICK_OP_TIMEOUT_S
+        call = self.supervisor.call
+        result = await asyncio.to_thread(call, entry.config, "exec", timeout, **args)
         return exec_output(result)
 
     def _running_entry(self, ref: str, verb: str) -> VmEntry:

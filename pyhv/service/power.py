@@ -23,6 +23,9 @@ from pyhv.worker.states import Action
 T = TypeVar("T")
 
 PROGRESS_TICK_S = 0.25
+# Ops that end QEMU answer only once it is gone (a shutdown waits up to the worker's timeout).
+OP_TIMEOUT_S = 600.0
+QUICK_OP_TIMEOUT_S = 30.0
 _OFF, _RUNNING, _PAUSED, _SAVED = VmState.OFF, VmState.RUNNING, VmState.PAUSED, VmState.SAVED
 
 
@@ -68,7 +71,9 @@ def not_reached(name: str, op: Power, state: VmState, reason: str | None) -> Pyh
 
 
 def exec_args(request: ExecRequest) -> dict[str, object]:
-    args: dict[str, object] = {"argv": request.argv, "timeout": request.timeout_s}
+    """The worker's exec op arguments; its own timeout stays the worker's default (60 s)
+    because WorkerClient.call takes ``timeout`` for itself."""
+    args: dict[str, object] = {"argv": request.argv}
     if request.stdin:
         args["stdin"] = base64.b64encode(request.stdin.encode()).decode()
     return args

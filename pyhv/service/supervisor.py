@@ -15,9 +15,6 @@ from pyhv.paths import HomePaths
 from pyhv.worker.client import WorkerClient
 from pyhv.worker.launcher import start_worker
 
-# Ops that end QEMU answer only once it is gone: give them the worker's own shutdown timeout.
-SLOW_OP_TIMEOUT_S = 600.0
-
 
 class Supervisor(Protocol):
     def launch(self, config: VmConfig, *, restore: bool) -> None:
@@ -26,8 +23,8 @@ class Supervisor(Protocol):
         :raises PyhvError: with the worker's own message when it gave up.
         """
 
-    def call(self, config: VmConfig, op: str, **args: Any) -> Any:
-        """One control op on the VM's worker.
+    def call(self, config: VmConfig, op: str, timeout_s: float, **args: Any) -> Any:
+        """One control op on the VM's worker, waiting at most ``timeout_s`` for its answer.
 
         :raises StateError: when no worker answers.
         """
@@ -43,9 +40,9 @@ class WorkerSupervisor:
     def launch(self, config: VmConfig, *, restore: bool) -> None:
         start_worker(self.paths, config, restore=restore)
 
-    def call(self, config: VmConfig, op: str, **args: Any) -> Any:
+    def call(self, config: VmConfig, op: str, timeout_s: float, **args: Any) -> Any:
         client = WorkerClient(self.paths.runtime(config.id).control, config.name)
-        return client.call(op, timeout=SLOW_OP_TIMEOUT_S, **args)
+        return client.call(op, timeout=timeout_s, **args)
 
     def pids(self, status: VmStatus) -> list[int]:
         if status.worker_pid is None:

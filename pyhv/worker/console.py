@@ -47,10 +47,13 @@ class Console:
             q.put_nowait(data)
         if self._waiters:
             self._seen += data
-            for text, fut in list(self._waiters):
-                if text in self._seen and not fut.done():
-                    fut.set_result(None)
-            self._waiters = [(t, f) for t, f in self._waiters if not f.done()]
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        for text, fut in self._waiters:
+            if text in self._seen and not fut.done():
+                fut.set_result(None)
+        self._waiters = [(t, f) for t, f in self._waiters if not f.done()]
 
     def _read_log(self) -> bytes:
         try:
@@ -62,8 +65,9 @@ class Console:
         """True once ``text`` has appeared on the console in this run, False after the timeout."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((text, fut))
-        self._seen += self._read_log()
-        self.feed(b"")
+        if len(self._waiters) == 1:
+            self._seen += self._read_log()
+        self._wake_waiters()
         try:
             await asyncio.wait_for(fut, timeout)
             return True

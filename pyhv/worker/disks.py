@@ -7,13 +7,17 @@ touch it; QEMU only ever sees NBD exports named after the SCSI position (``scsi<
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from pyhv.model import DiskStats, VmConfig
+from pyhv.errors import ConflictError, NotFoundError, PyhvError
+from pyhv.model import DiskAttachment, DiskStats, VmConfig
 from pyhv.storage import DiskImage, open_image
 from pyhv.storage.nbd.server import NbdServer
-from pyhv.worker.qemu_argv import DiskWiring
+from pyhv.worker.qemu_argv import DiskPlan, DiskWiring, plan_disk
+from pyhv.worker.qmp import Qmp
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +46,90 @@ class DiskProvider:
     """Opens the configured disks and serves them on the VM's NBD socket."""
 
     def __init__(self, socket_path: Path) -> None:
+        self._socket = socket_path
         self._server = NbdServer(socket_path)
         self._images: dict[tuple[int, int], DiskImage] = {}
+        self._plans: dict[tuple[int, int], DiskPlan] = {}
         self._started = False
+
+    async def _serve(self, controller: int, disk: DiskAttachment) -> DiskWiring:
+        image = await asyncio.to_thread(open_image, disk.path, not disk.read_only)
+        wiring = DiskWiring(
+            controller, disk.slot, export_name(controller, disk.slot), disk.read_only
+        )
+        try:
+            if not self._started:
+                await self._server.start()
+                self._started = True
+            self._server.add_export(wiring.export, image, wiring.read_only)
+        except BaseException:
+            image.close()
+            raise
+        self._images[(controller, disk.slot)] = image
+        self._plans[(controller, disk.slot)] = plan_disk(wiring, self._socket, disk)
+        return wiring
 
     async def start(self, config: VmConfig) -> list[DiskWiring]:
         """:raises StorageError, NotFoundError: when an image cannot be opened."""
-        wirings: list[DiskWiring] = []
-        for controller, disk in config.disks():
-            image = await asyncio.to_thread(open_image, disk.path, not disk.read_only)
-            self._images[(controller, disk.slot)] = image
-            wirings.append(
-                DiskWiring(
-                    controller, disk.slot, export_name(controller, disk.slot), disk.read_only
-                )
-            )
-        if wirings:
-            await self._server.start()
-            self._started = True
-            for w in wirings:
-                self._server.add_export(w.export, self._images[(w.controller, w.slot)], w.read_only)
-        return wirings
+        return [await self._serve(controller, disk) for controller, disk in config.disks()]
+
+    async def hot_add(self, qmp: Qmp, controller: int, disk: DiskAttachment) -> None:
+        """Serve the disk, then plug it into the running VM the way the argv wires disks.
+
+        :raises ConflictError: when the slot is taken.
+        """
+        key = (controller, disk.slot)
+        if key in self._images:
+            raise ConflictError(f"SCSI slot {controller}:{disk.slot} already holds a disk")
+        await self._serve(controller, disk)
+        plan = self._plans[key]
+        try:
+            for obj in plan.objects:
+                await qmp.execute("object-add", obj)
+            for node in plan.blockdevs:
+                await qmp.execute("blockdev-add", node)
+            await qmp.execute("device_add", plan.device)
+        except PyhvError:
+            await self._unplug_backends(qmp, key)
+            raise
+
+    async def hot_remove(
+        self,
+        qmp: Qmp,
+        controller: int,
+        slot: int,
+        deleted: Callable[[str], asyncio.Future[None]],
+    ) -> None:
+        """Unplug the disk (QEMU confirms with DEVICE_DELETED), then stop serving it.
+
+        :param deleted: a future for the DEVICE_DELETED event of a device id; called before
+            ``device_del`` so the event cannot be missed.
+        :raises NotFoundError: when no disk is in that slot.
+        """
+        key = (controller, slot)
+        if key not in self._plans:
+            raise NotFoundError(f"no disk in SCSI slot {controller}:{slot}")
+        device_id = self._plans[key].device["id"]
+        gone = deleted(device_id)
+        try:
+            await qmp.execute("device_del", {"id": device_id})
+        except BaseException:
+            gone.cancel()
+            raise
+        await gone
+        await self._unplug_backends(qmp, key)
+
+    async def _unplug_backends(self, qmp: Qmp, key: tuple[int, int]) -> None:
+        plan = self._plans.pop(key)
+        for node in reversed(plan.blockdevs):
+            with contextlib.suppress(PyhvError):
+                await qmp.execute("blockdev-del", {"node-name": node["node-name"]})
+        for obj in plan.objects:
+            with contextlib.suppress(PyhvError):
+                await qmp.execute("object-del", {"id": obj["id"]})
+        image = await self._server.remove_export(export_name(*key))
+        del self._images[key]
+        await asyncio.to_thread(_flush_close, image)
 
     def stats(self) -> dict[str, DiskStats]:
         return {

@@ -9,11 +9,11 @@ device set, so equal inputs always give equal argv.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyhv.model import ComPort, DiskAttachment, VmConfig
+from pyhv.model import ComPort, DiskAttachment, DvdDrive, VmConfig
 from pyhv.paths import RuntimeLayout
 from pyhv.worker.firmware import Firmware
 
@@ -43,10 +43,11 @@ class DiskPlan:
     objects: list[Options]
     blockdevs: list[Options]
     device: Options
-    node: str = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "node", self.device["drive"])
+    @property
+    def node(self) -> str:
+        """The block node the device reads and writes through."""
+        return str(self.device["drive"])
 
 
 def escape(value: str) -> str:
@@ -291,26 +292,25 @@ def _storage(config: VmConfig, run: RuntimeLayout, disks: Sequence[DiskWiring]) 
         argv += [a for b in plan.blockdevs for a in ("-blockdev", render(b))]
         argv += ["-device", render(plan.device, "driver")]
     if config.dvd is not None:
-        argv += _dvd(config, boot.get("dvd0"))
+        argv += _dvd(config.dvd, boot.get("dvd0"))
     return argv
 
 
-def _dvd(config: VmConfig, bootindex: int | None) -> list[str]:
-    assert config.dvd is not None
+def _dvd(dvd: DvdDrive, bootindex: int | None) -> list[str]:
     device: Options = {
         "driver": "scsi-cd",
         "id": "dvd0",
-        "bus": f"scsi{config.dvd.controller}.0",
-        "scsi-id": config.dvd.slot,
+        "bus": f"scsi{dvd.controller}.0",
+        "scsi-id": dvd.slot,
         "lun": 0,
     }
     argv: list[str] = []
-    if config.dvd.path is not None:
+    if dvd.path is not None:
         media = {
             "driver": "raw",
             "node-name": "dvd0-media",
             "read-only": True,
-            "file": {"driver": "file", "filename": str(config.dvd.path)},
+            "file": {"driver": "file", "filename": str(dvd.path)},
         }
         argv += ["-blockdev", render(media)]
         device["drive"] = "dvd0-media"

@@ -109,11 +109,6 @@ def transition(state: VmState, action: Action | Event, vm_name: str) -> VmState:
     raise StateError(f"VM {vm_name!r}: unexpected event {action} while {state}")
 
 
-def allowed_actions(state: VmState) -> list[Action]:
-    """The user actions legal in ``state``, for menus and API hints."""
-    return [a for a in Action if state in _TABLE[a]]
-
-
 def next_status(
     status: VmStatus,
     action: Action | Event,

@@ -69,6 +69,7 @@ class Worker:
         self.qmp: q.Qmp | None = None
         self.sampler: StatsSampler | None = None
         self._events: asyncio.Task[None] | None = None
+        self._deleted: dict[str, asyncio.Future[None]] = {}
 
     # -- status ----------------------------------------------------------------------------
     def record(self, action: Action | Event, reason: str | None = None, **update: Any) -> None:
@@ -187,6 +188,16 @@ class Worker:
                 self.log.debug("event %s %s", ev.name, ev.data)
                 if ev.name == "SHUTDOWN":
                     self.facts.shutdown = ev.data
+                elif ev.name == "DEVICE_DELETED":
+                    fut = self._deleted.pop(str(ev.data.get("device")), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+
+    def device_deleted(self, device_id: str) -> asyncio.Future[None]:
+        """Resolves when QEMU reports the device unplugged (register before ``device_del``)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._deleted[device_id] = fut
+        return fut
 
     def _qemu_log(self) -> Path:
         return self.paths.vm_log_dir(self.config.id) / "qemu.log"

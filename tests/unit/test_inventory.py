@@ -1,5 +1,6 @@
 import json
 import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from pyhv.errors import ConfigError, ConflictError, NotFoundError
 from pyhv.host.resources import HostResources
 from pyhv.inventory import Inventory
-from pyhv.model import DiskAttachment, make_vm_config
+from pyhv.model import DiskAttachment, VmConfig, make_vm_config
 from pyhv.paths import HomePaths
 
 HOST = HostResources(cores=2, memory_mib=4096)
@@ -70,6 +71,49 @@ def test_save_is_atomic_and_revalidates(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="SCSI slot 1 is used twice"):
         inv.save(vm)
+
+
+def test_update_is_read_modify_write(tmp_path: Path) -> None:
+    inv = inventory(tmp_path)
+    inv.create(make_vm_config(name="a"))
+
+    def add_disk(config: VmConfig) -> None:
+        config.scsi_controllers[0].disks.append(DiskAttachment(slot=2, path=Path("/d.vhdx")))
+
+    updated = inv.update("a", add_disk)
+    assert inv.get("a") == updated
+    assert updated.disks()[0][1].slot == 2
+    with pytest.raises(ConfigError, match="attached twice"):
+        inv.update("a", lambda c: c.scsi_controllers.append(updated.scsi_controllers[0]))
+    assert inv.get("a") == updated
+    with pytest.raises(NotFoundError):
+        inv.update("b", add_disk)
+
+
+def _add_disks(home: str, first: int) -> None:
+    inv = inventory(Path(home))
+    for slot in range(first, first + 5):
+        inv.update("shared", _adder(DiskAttachment(slot=slot, path=Path(f"/d{slot}"))))
+
+
+def _adder(disk: DiskAttachment) -> Callable[[VmConfig], None]:
+    def add(config: VmConfig) -> None:
+        config.scsi_controllers[0].disks.append(disk)
+
+    return add
+
+
+def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
+    inventory(tmp_path).create(make_vm_config(name="shared"))
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_add_disks, args=(str(tmp_path), first)) for first in (0, 100)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    slots = sorted(d.slot for _, d in inventory(tmp_path).get("shared").disks())
+    assert slots == [0, 1, 2, 3, 4, 100, 101, 102, 103, 104]
 
 
 def test_host_limits_are_checked(tmp_path: Path) -> None:

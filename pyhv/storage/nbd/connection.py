@@ -144,6 +144,7 @@ class Connection:
         while True:
             await self._writer.drain()
             req = p.parse_request(await readexactly(p.REQUEST.size))
+            self._pool.run_completions()  # the loop is awake anyway: do the bookkeeping now
             payload = b""
             if req.type == p.NBD_CMD_WRITE:
                 if req.length > p.MAX_PAYLOAD:
@@ -158,7 +159,10 @@ class Connection:
             if error:
                 self._send_error(req, error, "invalid request")
                 continue
-            await self._slots.acquire()
+            if self._slots.locked():
+                await self._pool.settle(self._slots.acquire())
+            else:
+                await self._slots.acquire()
             while not export.try_begin():
                 await export.wait_open()
             func, op = COMMANDS[req.type]
@@ -235,7 +239,7 @@ class Connection:
     async def _finish(self) -> None:
         """Let this connection's requests finish (they hold the image), then close the socket."""
         try:
-            await self._idle.wait()
+            await self._pool.settle(self._idle.wait())
             await self._writer.drain(0)
         except OSError:
             pass  # the client is gone; nothing left to tell it

@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ class NbdServer:
         """
         export = self._get(name)
         del self._exports[name]
-        await export.quiesce()
+        await self._settle(export.quiesce())
         tasks = [c.task for c in export.connections if c.task is not None]
         for task in tasks:
             task.cancel()
@@ -138,7 +139,7 @@ class NbdServer:
             )
         if not export.read_only and not new_image.writable:
             raise NbdError(f"nbd: export {name!r}: new image {new_image.path} is read-only")
-        await export.quiesce()
+        await self._settle(export.quiesce())
         old, export.image = export.image, new_image
         export.reopen()
         log.info("nbd export %s: image %s -> %s", name, old.path, new_image.path)
@@ -149,7 +150,10 @@ class NbdServer:
 
         :raises NotFoundError: if there is no such export.
         """
-        return self._get(name).stats.snapshot()
+        export = self._get(name)
+        if self._pool is not None:
+            self._pool.run_completions()  # count what has finished (see .iopool)
+        return export.stats.snapshot()
 
     def exports(self) -> list[str]:
         return list(self._exports)
@@ -168,6 +172,7 @@ class NbdServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pool is not None:
             await asyncio.to_thread(self._pool.shutdown)
+            self._pool.run_completions()
         if self._listener is not None:
             self._listener.close()
             self.socket_path.unlink(missing_ok=True)
@@ -181,6 +186,13 @@ class NbdServer:
         await self.close()
 
     # -- internals ---------------------------------------------------------------------------
+    async def _settle(self, aw: Awaitable[None]) -> None:
+        """Await something that finishing requests bring about (see :meth:`IoPool.settle`)."""
+        if self._pool is None:  # not started: nothing can be in flight
+            await aw
+        else:
+            await self._pool.settle(aw)
+
     def _get(self, name: str) -> Export:
         try:
             return self._exports[name]

@@ -98,6 +98,9 @@ class VhdImage(DiskImage):
         self.header: DynamicHeader | None = None
         self.bat = array("I")
         self._bitmaps: dict[int, int] = {}
+        # changed in memory, written by flush() once the data they describe is durable
+        self._pending_bat: set[int] = set()
+        self._pending_bitmaps: set[int] = set()
         if self.disk_type == DiskType.FIXED:
             if self.footer.current_size > self.footer_offset:
                 raise CorruptImage(
@@ -241,8 +244,9 @@ class VhdImage(DiskImage):
             with self.lock:
                 bm = self._bitmaps.get(blk)
                 if bm is None:
-                    if len(self._bitmaps) >= _BITMAP_CACHE_BLOCKS:
-                        self._bitmaps.clear()  # a cache of what is on disk: safe to drop
+                    if len(self._bitmaps) >= _BITMAP_CACHE_BLOCKS:  # keep only unflushed ones
+                        pending = self._pending_bitmaps
+                        self._bitmaps = {b: v for b, v in self._bitmaps.items() if b in pending}
                     raw = pread_exact(self.fd, self.bitmap_size, entry * SECTOR_SIZE)
                     bm = self._bitmaps[blk] = batlib.bitmap_to_int(raw, self.spb)
         return bm
@@ -336,13 +340,12 @@ class VhdImage(DiskImage):
             mask = batlib.run_mask(boff // SECTOR_SIZE, len(data) // SECTOR_SIZE, self.spb)
             if self._bitmap(blk, entry) & mask != mask:
                 with self.lock:
-                    bm = self._bitmap(blk, entry) | mask
-                    raw = batlib.int_to_bitmap(bm, self.spb, self.bitmap_size)
-                    pwrite_all(self.fd, raw, entry * SECTOR_SIZE)
-                    self._bitmaps[blk] = bm
+                    self._bitmaps[blk] = self._bitmap(blk, entry) | mask
+                    self._pending_bitmaps.add(blk)
 
     def _allocate(self, blk: int, boff: int, data: memoryview) -> None:
-        """New block past the end of file: footer first, then bitmap + data, then BAT entry."""
+        """New block past the end of file: footer first, then bitmap + data; the BAT entry
+        reaches the disk at the next flush, after them."""
         bitmap_off = (
             batlib.align_up(self._next_free + self.bitmap_size, DATA_ALIGNMENT) - self.bitmap_size
         )
@@ -356,8 +359,8 @@ class VhdImage(DiskImage):
             bm = (1 << self.spb) - 1  # dynamic: every sector of an allocated block is data
         pwrite_all(self.fd, batlib.int_to_bitmap(bm, self.spb, self.bitmap_size), bitmap_off)
         pwrite_all(self.fd, data, bitmap_off + self.bitmap_size + boff)
-        entry = bitmap_off // SECTOR_SIZE
-        self._write_bat_entries(blk, [entry])
+        self.bat[blk] = bitmap_off // SECTOR_SIZE
+        self._pending_bat.add(blk)
         self._bitmaps[blk] = bm
         self.footer_offset = block_end
         self.file_size = self._next_free = block_end + FOOTER_SIZE
@@ -368,9 +371,30 @@ class VhdImage(DiskImage):
         self.bat[first : first + len(entries)] = array("I", entries)
 
     def flush(self) -> None:
-        if self.writable:
-            with os_errors(self.path, "fsync"):
-                os.fsync(self.fd)
+        """Data first, then the bitmaps and BAT entries that point at it: after a crash or
+        power loss the image holds each write made before the flush."""
+        if not self.writable:
+            return
+        with self.lock, os_errors(self.path, "flush"):
+            os.fsync(self.fd)
+            if not (self._pending_bat or self._pending_bitmaps):
+                return
+            for blk in sorted(self._pending_bitmaps):
+                raw = batlib.int_to_bitmap(self._bitmaps[blk], self.spb, self.bitmap_size)
+                pwrite_all(self.fd, raw, self.bat[blk] * SECTOR_SIZE)
+            assert self.header is not None
+            per_sector = SECTOR_SIZE // 4
+            for sector in sorted({blk // per_sector for blk in self._pending_bat}):
+                first = sector * per_sector
+                entries = self.bat[first : first + per_sector]
+                pwrite_all(
+                    self.fd,
+                    batlib.pack_entries(entries),
+                    self.header.table_offset + first * 4,
+                )
+            os.fsync(self.fd)
+            self._pending_bat.clear()
+            self._pending_bitmaps.clear()
 
     # -- zeroing ------------------------------------------------------------------------------
     def discard(self, offset: int, length: int) -> None:
@@ -389,6 +413,7 @@ class VhdImage(DiskImage):
                     continue
                 if n == self.block_size and self.disk_type == DiskType.DYNAMIC:
                     self._write_bat_entries(blk, [BAT_UNUSED])
+                    self._pending_bat.discard(blk)
                     self._bitmaps.pop(blk, None)
                     self._punch_aligned(entry * SECTOR_SIZE, self.record_size)
                 else:
@@ -555,4 +580,8 @@ class VhdImage(DiskImage):
             raise UnsupportedFeature(f"{self.path}: image is open read-only")
 
     def _close(self) -> None:
-        os.close(self.fd)
+        try:
+            if self._pending_bat or self._pending_bitmaps:
+                self.flush()
+        finally:
+            os.close(self.fd)

@@ -43,6 +43,7 @@ def resize(img: VhdImage, new_size: int) -> None:
     The creator becomes pyhv's (``win ``) so every reader takes the new current_size.
     """
     new = validate_size(new_size)
+    img.flush()  # pending BAT entries first: the steps below rewrite the table
     with img.lock, os_errors(img.path, "resize"):
         if new < img.size:
             raise UnsupportedFeature(
@@ -122,6 +123,7 @@ def compact(img: VhdImage, progress: Callable[[int, int], None] | None) -> int:
     the last blocks into the holes and cut the file; returns the bytes given back."""
     if img.header is None:
         return 0
+    img.flush()
     with img.lock, os_errors(img.path, "compact"):
         before = img.file_size
         _free_zero_blocks(img, progress)

@@ -1,8 +1,10 @@
 """VHDX images: fixed, dynamic and differencing, with log replay and logged metadata updates.
 
-# Ref: [MS-VHDX] v20180912 (Microsoft Open Specifications). Modules follow the spec's
+# Ref: [MS-VHDX] v20180912 (Microsoft Open Specifications). Pure modules follow the spec's
 structures: ``structs`` (layouts, constants), ``header``, ``region``, ``metadata``, ``bat``,
-``log``, ``io`` (pure), ``image`` (all file I/O), ``maintain`` (resize, compact),
+``log``, ``io`` (virtual range → runs), ``parent`` (locator paths). File access: ``handle`` (the
+only fd user), ``journal`` (headers, replay, logged transactions), ``layout`` (loading and
+validating the structures), ``image`` (VhdxImage), ``maintain`` (resize, compact, re-linking),
 ``create``, ``check``.
 """
 

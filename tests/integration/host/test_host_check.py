@@ -42,6 +42,7 @@ def test_host_check_json() -> None:
     assert report["qemu"]["version"].startswith("7.")
     assert report["qemu"]["tcg_probe"]["ok"] is True
     assert report["firmware"]["seabios"]
+    assert report["vm_limits"]["max_processors"] == len(os.sched_getaffinity(0))
     if PVM:
         assert report["accelerator"] == {
             "name": "tcg",

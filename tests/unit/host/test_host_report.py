@@ -14,6 +14,7 @@ from pyhv.host.check import (
     KvmReport,
     NetworkReport,
     QemuReport,
+    VmLimitsReport,
     assess,
 )
 from pyhv.host.probe import ProbeResult
@@ -33,6 +34,7 @@ def report(**changes: Any) -> HostReport:
     problems, warnings = assess(accelerator=TCG, **parts)
     return HostReport(
         kernel="6.1",
+        vm_limits=VmLimitsReport(max_processors=2, max_memory_mib=24105),
         cpu=CpuReport(
             vendor="AuthenticAMD", model="EPYC", logical_cpus=2, virtualization_flag=None
         ),
@@ -102,6 +104,7 @@ def test_rows_and_text() -> None:
     assert rows["KVM test guest"] == ("not run", None)
     assert rows["QEMU"] == ("/usr/bin/qemu-system-x86_64 7.2.22", True)
     assert rows["Accelerator"][0] == "tcg: /dev/kvm is provided by kvm_pvm"
+    assert rows["VM limits"][0] == "2 processors, 23.5 GiB of memory per VM"
     console = Console(record=True, width=200)
     host_cli.show_report(report(), console)
     assert "This host can run VMs, with tcg." in console.export_text()

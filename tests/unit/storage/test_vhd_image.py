@@ -316,3 +316,21 @@ def test_legacy_511_byte_footer(tmp_path: Path) -> None:
     with open_image(path) as img:
         assert img.size == MiB and img.read(0, 3) == b"old"
     assert check_vhd(path, repair=False) == []
+
+
+def test_new_blocks_are_linked_at_flush_after_their_data(tmp_path: Path) -> None:
+    base = tmp_path / "b.vhd"
+    create_image(base, CreateSpec(size=4 * MiB))
+    with open_image(base, writable=True) as img:
+        img.write(0, b"P" * (4 * MiB))
+    child = tmp_path / "c.avhd"
+    create_image(child, CreateSpec(size=0, parent=str(base)))
+    with open_image(child, writable=True) as img:
+        img.write(0, b"new")  # allocates a block
+        img.write(MiB, b"more")  # sets bits in the same block
+        with open_image(child) as other:  # the file says: nothing written yet (old content)
+            assert other.read(0, 4) == b"PPPP"
+        assert check_vhd(child, repair=False) == []
+        img.flush()
+        with open_image(child) as other:
+            assert other.read(0, 4) == b"newP" and other.read(MiB, 5) == b"moreP"

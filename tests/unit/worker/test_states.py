@@ -4,7 +4,7 @@ import pytest
 
 from pyhv.errors import StateError
 from pyhv.model import VmState, VmStatus
-from pyhv.worker.states import Action, Event, allowed_actions, next_status, transition
+from pyhv.worker.states import Action, Event, next_status, transition
 
 S = VmState
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -72,16 +72,6 @@ def _legal(state: VmState, action: Action | Event) -> bool:
     except StateError:
         return False
     return True
-
-
-def test_allowed_actions() -> None:
-    assert allowed_actions(S.OFF) == [Action.START]
-    assert set(allowed_actions(S.PAUSED)) == {
-        Action.TURN_OFF,
-        Action.SAVE,
-        Action.RESUME,
-        Action.RESET,
-    }
 
 
 def test_critical_is_set_by_a_crash_and_cleared_by_the_next_start() -> None:

@@ -133,9 +133,42 @@ def test_iopool_delivers_results_and_errors_on_the_loop() -> None:
 
         for key in range(20):
             pool.submit(work, (key,), lambda r, e, key=key: callback(key, r, e))
-        await asyncio.wait_for(done.wait(), 30)
+        await asyncio.wait_for(pool.settle(done.wait()), 30)
         await asyncio.to_thread(pool.shutdown)
         assert all(isinstance(results[k], ValueError) for k in range(0, 20, 5))
         assert all(results[k] == k * 2 for k in range(20) if k % 5)
+
+    asyncio.run(main())
+
+
+def test_iopool_defers_completions_until_the_loop_asks() -> None:
+    async def main() -> None:
+        pool = IoPool(asyncio.get_running_loop(), 2)
+        ran = threading.Event()
+        got: list[object] = []
+        pool.submit(ran.set, (), lambda r, e: got.append("done"))
+        await asyncio.to_thread(ran.wait, 30)
+        await asyncio.sleep(0.05)
+        assert got == []  # nobody waits: no wake-up, the callback waits for the loop
+        pool.run_completions()
+        assert got == ["done"]
+        await asyncio.to_thread(pool.shutdown)
+
+    asyncio.run(main())
+
+
+def test_iopool_shutdown_runs_the_backlog_first() -> None:
+    async def main() -> None:
+        pool = IoPool(asyncio.get_running_loop(), 1)
+        gate = threading.Event()
+        got: list[int] = []
+        for i in range(5):
+            pool.submit(
+                gate.wait if i == 0 else int, (30,) if i == 0 else (i,), lambda r, e: got.append(r)
+            )
+        gate.set()
+        await asyncio.to_thread(pool.shutdown)
+        pool.run_completions()
+        assert got == [True, 1, 2, 3, 4]
 
     asyncio.run(main())

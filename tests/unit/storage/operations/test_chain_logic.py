@@ -1,4 +1,6 @@
+from pyhv.storage.image import DiskType, ImageFormat
 from pyhv.storage.operations.check import link_problems
+from pyhv.storage.operations.convert import default_type
 from pyhv.storage.operations.merge import held_ranges
 
 
@@ -29,3 +31,13 @@ def test_link_problems_accepts_the_right_parent(mem) -> None:
     child = mem(4096, parent, name="c")
     child.parent_identity = parent.identity
     assert link_problems(child, parent) == []
+
+
+def test_convert_keeps_fixed_and_makes_everything_else_dynamic(mem) -> None:
+    disk = mem(4096)
+    disk.disk_type = DiskType.FIXED
+    assert default_type(disk) == DiskType.DYNAMIC  # raw: no type of its own
+    disk.format = ImageFormat.VHDX
+    assert default_type(disk) == DiskType.FIXED
+    disk.disk_type = DiskType.DIFFERENCING
+    assert default_type(disk) == DiskType.DYNAMIC
