@@ -70,21 +70,21 @@ def time_plain(argv: list[str]) -> float:
         proc.wait()
 
 
-def time_pyhv(env: dict[str, str], paths: HomePaths, config: VmConfig) -> tuple[float, int]:
-    """Seconds to the ready line, and the worker's RSS in bytes while the VM runs."""
+def time_pyhv(env: dict[str, str], paths: HomePaths, config: VmConfig) -> tuple[float, int, int]:
+    """Seconds to the ready line, and the worker's RSS and USS in bytes while the VM runs."""
     started = time.monotonic()
     subprocess.run([PYHV, "vm", "start", config.name, "--wait-ready"], env=env, check=True)
     elapsed = time.monotonic() - started
     status = read_status_file(paths.vm_status(config.id))
     assert status is not None and status.worker_pid is not None
-    rss = psutil.Process(status.worker_pid).memory_info().rss
+    memory = psutil.Process(status.worker_pid).memory_full_info()
     subprocess.run(
         [PYHV, "vm", "stop", config.name, "--turn-off"],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return elapsed, rss
+    return elapsed, memory.rss, memory.uss
 
 
 def make_vm(paths: HomePaths, kit: KitPaths, disk: Path) -> VmConfig:
@@ -119,22 +119,23 @@ def main() -> None:
         argv = plain_argv(peer, home / "peer", home / "peer-vars.fd")
         (home / "peer").mkdir()
         env = dict(os.environ, PYHV_HOME=str(home))
-        plain, pyhv, rss = [], [], []
+        plain, pyhv, rss, uss = [], [], [], []
         for i in range(runs):
             plain.append(time_plain(argv))
-            t, r = time_pyhv(env, paths, config)
+            t, r, u = time_pyhv(env, paths, config)
             pyhv.append(t)
             rss.append(r)
+            uss.append(u)
             print(
                 f"run {i + 1}: plain qemu {plain[-1]:.2f} s, pyhv {pyhv[-1]:.2f} s, "
-                f"worker RSS {r / 2**20:.1f} MiB"
+                f"worker RSS {r / 2**20:.1f} MiB, USS {u / 2**20:.1f} MiB"
             )
         p, q = statistics.median(plain), statistics.median(pyhv)
         print(f"median to ready line: plain qemu {p:.2f} s, pyhv vm start {q:.2f} s")
         print(f"ratio pyhv/plain: {q / p:.2f} (goal <= 1.1)")
         print(
-            f"worker resident memory without QEMU: {statistics.median(rss) / 2**20:.1f} MiB "
-            "(goal <= 40 MB)"
+            f"worker resident memory without QEMU: RSS {statistics.median(rss) / 2**20:.1f} MiB "
+            f"(goal <= 40 MB), of which its own (USS) {statistics.median(uss) / 2**20:.1f} MiB"
         )
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -37,8 +37,10 @@ from pyhv.service.power import (
     STEPS,
     Step,
     exec_args,
+    exec_output,
+    not_reached,
+    with_progress,
 )
-from pyhv.service.power import, exec_output, not_reached, with_progress
 from pyhv.service.registry import ScanResult, VmEntry, VmRegistry, scan, write_policy
 from pyhv.service.schemas import ExecOutput, VmSummary, VmView, summarize
 from pyhv.service.supervisor import Supervisor

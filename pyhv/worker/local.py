@@ -54,8 +54,10 @@ class LocalHost:
         """Start-VM: boot, or restore when Saved; optionally wait for the guest's ready line."""
         config = self.get(name)
         status = self._check(config, Action.START)
-        client = start_worker(self.paths, config, restore=status.state == VmState.SAVED)
-        if wait_ready_s is not None:
+        restore = status.state == VmState.SAVED
+        client = start_worker(self.paths, config, restore=restore)
+        # A restored guest printed its ready line before it was saved.
+        if wait_ready_s is not None and not restore:
             args = {"text": READY_LINE, "timeout": wait_ready_s}
             if not client.call("wait_console", args, timeout=wait_ready_s + SLACK_S):
                 raise StateError(

@@ -91,7 +91,8 @@ class StatsSampler:
 
     async def sample(self) -> tuple[VmStats, float]:
         """A statistics sample and the CPU percentage since the previous one."""
-        per_vcpu = [self._ticks(f"{self._pid}/task/{tid}/stat") for tid in await self._vcpus()]
+        tids = await vcpu_thread_ids(self._qmp)
+        per_vcpu = [self._ticks(f"{self._pid}/task/{tid}/stat") for tid in tids]
         total = self._ticks(f"{self._pid}/stat")
         now = self._clock()
         if now - self._last.at >= MIN_WINDOW_S:
@@ -110,6 +111,3 @@ class StatsSampler:
             uptime_s=round(now - self._started, 1),
         )
         return stats, round(self._last.percent, 1)
-
-    async def _vcpus(self) -> list[int]:
-        return await vcpu_thread_ids(self._qmp)

@@ -187,6 +187,8 @@ class Connection:
             raise _Failed(end) from exc
         end = perf_counter_ns()
         self._send_result(req, result)
+        if self._debug:
+            log.debug("nbd %s <-- handle %d: ok", export.name, req.handle)
         return end
 
     def _send_result(self, req: p.Request, result: Result) -> None:
@@ -226,8 +228,6 @@ class Connection:
                 self._sock.shutdown(socket.SHUT_RDWR)
         else:
             export.stats.record(op, req.length, end - t0)
-        if self._debug:
-            log.debug("nbd %s <-- handle %d: %s", export.name, req.handle, exc or "ok")
 
     def _send_error(self, req: p.Request, error: int, message: str) -> None:
         if self._structured:
@@ -244,6 +244,7 @@ class Connection:
         except OSError:
             pass  # the client is gone; nothing left to tell it
         finally:
+            self._reader.close()
             self._writer.close()
             self._sock.close()
             if self.export is not None:

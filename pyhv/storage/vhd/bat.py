@@ -51,10 +51,6 @@ def pack_entries(values: list[int] | array[int]) -> bytes:
     return out.tobytes()
 
 
-def is_allocated(entry: int) -> bool:
-    return entry != BAT_UNUSED
-
-
 def bitmap_to_int(bitmap: bytes, sectors_per_block: int) -> int:
     """Bit ``sectors_per_block - 1 - i`` of the result is sector ``i`` of the block."""
     nbytes = -(-sectors_per_block // 8)

@@ -116,6 +116,12 @@ class _Checker:
             self.report(f"fixed disk with data offset {f.data_offset:#x} (expected all ones)")
         if not any(f.unique_id):
             self.report("footer unique id is zero")
+        if not f.geometry.is_max and f.geometry.capacity > f.current_size:
+            g = f.geometry
+            self.report(
+                f"geometry {g.cylinders}/{g.heads}/{g.sectors_per_track} addresses more than"
+                f" the current size {f.current_size}"
+            )
 
     def _header(self, f: Footer) -> DynamicHeader | None:
         if f.data_offset + HEADER_SIZE > self.file_size:

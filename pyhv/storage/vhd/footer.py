@@ -105,6 +105,53 @@ def parse_footer(buf: bytes) -> Footer:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FooterChoice:
+    """Which footer describes the disk, read from the file's first and last 512 bytes."""
+
+    footer: Footer
+    offset: int  # of the footer at the end of file (EOF-511 for legacy images)
+    problems: tuple[str, ...] = ()  # the end-of-file footer was bad: the copy was used
+    stale_copy: bool = False  # the copy at offset 0 lags an interrupted resize
+
+
+def choose_footer(head: bytes, tail: bytes, file_size: int) -> FooterChoice:
+    """The end-of-file footer, else (dynamic and differencing disks) the copy at offset 0.
+
+    :raises InvalidFormat: no footer at all. :raises CorruptImage: both are damaged.
+    """
+    if file_size < FOOTER_SIZE:
+        raise InvalidFormat(f"not a VHD: file too short ({file_size} bytes)")
+    offset = file_size - FOOTER_SIZE
+    if not tail.startswith(FOOTER_COOKIE) and tail[1:].startswith(FOOTER_COOKIE):
+        offset, tail = offset + 1, tail[1:]
+    problems = footer_problems(tail)
+    copy = _valid_or_none(head)
+    if not problems:
+        footer = parse_footer(tail)
+        stale = (
+            footer.disk_type != DISK_TYPE_FIXED  # a fixed disk's offset 0 is guest data
+            and copy is not None
+            and head != tail
+            and is_resize_lag(copy, footer)
+        )
+        return FooterChoice(footer, offset, stale_copy=stale)
+    if copy is not None and copy.disk_type != DISK_TYPE_FIXED:
+        return FooterChoice(copy, offset, (f"footer at end of file: {problems[0]}",))
+    if not head.startswith(FOOTER_COOKIE) and "cookie" in problems[0]:
+        raise InvalidFormat("not a VHD file (no footer)")
+    raise CorruptImage(f"VHD footer {problems[0]} and no valid copy at offset 0")
+
+
+def _valid_or_none(buf: bytes) -> Footer | None:
+    if footer_problems(buf):
+        return None
+    try:
+        return parse_footer(buf)
+    except (InvalidFormat, CorruptImage, UnsupportedFeature):
+        return None
+
+
 def pack_footer(f: Footer) -> bytes:
     """512 bytes with a fresh checksum (``f.checksum`` is ignored)."""
     g = f.geometry

@@ -33,10 +33,8 @@ from pyhv.storage.vhd import bat as batlib
 from pyhv.storage.vhd import maintain
 from pyhv.storage.vhd.footer import (
     Footer,
-    footer_problems,
-    is_resize_lag,
+    choose_footer,
     pack_footer,
-    parse_footer,
 )
 from pyhv.storage.vhd.header import (
     DynamicHeader,
@@ -51,10 +49,8 @@ from pyhv.storage.vhd.structs import (
     DISK_TYPE_DIFFERENCING,
     DISK_TYPE_DYNAMIC,
     DISK_TYPE_FIXED,
-    FOOTER_COOKIE,
     FOOTER_SIZE,
     HEADER_SIZE,
-    LEGACY_FOOTER_SIZE,
     SECTOR_SIZE,
 )
 
@@ -111,41 +107,18 @@ class VhdImage(DiskImage):
         self._load_dynamic()
 
     def _read_footer(self) -> tuple[Footer, int]:
-        if self.file_size < FOOTER_SIZE:
-            raise InvalidFormat(f"{self.path}: not a VHD: file too short ({self.file_size} bytes)")
-        end = self.file_size - FOOTER_SIZE
+        end = max(0, self.file_size - FOOTER_SIZE)
         tail = pread_exact(self.fd, FOOTER_SIZE, end)
         head = pread_exact(self.fd, FOOTER_SIZE, 0)
-        if not tail.startswith(FOOTER_COOKIE) and tail[1:].startswith(FOOTER_COOKIE):
-            end = self.file_size - LEGACY_FOOTER_SIZE
-            tail = tail[1:]
-        problems = footer_problems(tail)
-        if not problems:
-            footer = self._parse_footer(tail)
-            if (
-                self.writable
-                and footer.disk_type != DISK_TYPE_FIXED  # a fixed disk's offset 0 is guest data
-                and head != tail
-                and not footer_problems(head)
-                and is_resize_lag(self._parse_footer(head), footer)
-            ):
-                pwrite_all(self.fd, tail, 0)  # finish a resize that was interrupted
-                os.fsync(self.fd)
-            return footer, end
-        if head.startswith(FOOTER_COOKIE) and not footer_problems(head):
-            footer = self._parse_footer(head)
-            if footer.disk_type != DISK_TYPE_FIXED:
-                self.footer_problems.append(f"footer at end of file: {problems[0]}")
-                return footer, end
-        if not head.startswith(FOOTER_COOKIE) and "cookie" in problems[0]:
-            raise InvalidFormat(f"{self.path}: not a VHD file (no footer)")
-        raise CorruptImage(f"{self.path}: VHD footer {problems[0]} and no valid copy at offset 0")
-
-    def _parse_footer(self, buf: bytes) -> Footer:
         try:
-            return parse_footer(buf)
+            choice = choose_footer(head, tail, self.file_size)
         except (InvalidFormat, CorruptImage, UnsupportedFeature) as e:
             raise type(e)(f"{self.path}: {e}") from e
+        self.footer_problems.extend(choice.problems)
+        if choice.stale_copy and self.writable:
+            pwrite_all(self.fd, tail, 0)  # finish an interrupted resize
+            os.fsync(self.fd)
+        return choice.footer, choice.offset
 
     def _load_dynamic(self) -> None:
         f = self.footer

@@ -389,12 +389,7 @@ class VhdxImage(DiskImage):
         return merge_extents(out)
 
     def _present_blocks(self) -> list[int]:
-        g = self.geometry
-        return [
-            b
-            for b in range(g.payload_blocks)
-            if self.bat[g.payload_index(b)] & s.BAT_STATE_MASK in batlib.PRESENT_STATES
-        ]
+        return batlib.present_blocks(self.bat, self.geometry)
 
     def minimum_size(self) -> int:
         """Smallest size :meth:`resize` accepts: the end of the last allocated block."""

@@ -92,6 +92,7 @@ def load_layout(file: VhdxFile, header: Header, file_size: int) -> Layout:
     batlib.validate_bat(bat, geometry, file_size, reserved, b.file_offset)
     layout = Layout(regions, metadata, items, params, geometry, bat, reserved, 0)
     ends = [end for _, end, _ in reserved]
-    ends += [batlib.entry_offset(e) + layout.entry_length(i, e) for i, e in enumerate(bat)]
+    allocated = [(i, e) for i, e in enumerate(bat) if e & s.BAT_STATE_MASK >= 6]
+    ends += [batlib.entry_offset(e) + layout.entry_length(i, e) for i, e in allocated]
     layout.alloc_end = -(-max([file_size, *ends]) // MiB) * MiB
     return layout

@@ -237,6 +237,8 @@ def _allocations(image: VhdxImage) -> list[tuple[int, int, int]]:
     """(file offset, length, BAT index) of every allocated block, lowest offset first."""
     out = []
     for index, entry in enumerate(image.bat):
+        if entry & s.BAT_STATE_MASK < 6:  # nothing stored (the common case: skip quickly)
+            continue
         length = image.layout.entry_length(index, entry)
         if length:
             out.append((batlib.entry_offset(entry), length, index))
@@ -275,7 +277,7 @@ def _lowest_hole(used: list[tuple[int, int]], length: int, below: int) -> int | 
         if start - pos >= length and pos + length <= below:
             return pos
         pos = max(pos, -(-end // MiB) * MiB)
-    return None
+    return pos if pos + length <= below else None
 
 
 def _copy(image: VhdxImage, src: int, dst: int, length: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from pyhv.storage import open_image
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # many CLI processes per test
 
 MiB = 1 << 20
 KINDS = [
@@ -225,7 +225,6 @@ def test_merge_refuses_a_non_ancestor(tmp_path: Path) -> None:
     assert child.exists()
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("src_ext", "dst_ext", "opts"),
     [

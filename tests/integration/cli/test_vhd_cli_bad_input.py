@@ -23,7 +23,7 @@ import pytest
 
 from pyhv.storage import open_image
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # many CLI processes per test
 
 MiB = 1 << 20
 TESTDATA = Path("/work/shared/testdata/vhd")

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from pyhvd_harness import Pyhvd, PyhvdFactory, new_pyhvd, stop_leftover_workers
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path; the test
+# modules here import the harness by name.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from pyhvd_harness import Pyhvd, PyhvdFactory, new_pyhvd, stop_leftover_workers  # noqa: E402
 
 
 @pytest.fixture

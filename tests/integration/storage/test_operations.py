@@ -25,6 +25,8 @@ from pyhv.storage.operations import (
 )
 from pyhv.storage.operations import convert as convert_module
 
+pytestmark = pytest.mark.integration  # qemu-img compare
+
 MiB = 1 << 20
 SIZE = 48 * MiB
 CHAINS = [("vhd", "avhd"), ("vhdx", "avhdx"), ("vhd", "avhdx")]

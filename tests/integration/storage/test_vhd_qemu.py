@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pyhv.storage import CreateSpec, DiskType, create_image, open_image
+from pyhv.storage.vhd.check import check_vhd
 from pyhv.units import GiB, MiB
 
 pytestmark = [
@@ -109,6 +110,7 @@ def test_qemu_written_images_read_exactly(tmp_path: Path, subformat: str, force_
     with open_image(path) as img:
         assert img.size == qemu_size(path)
         assert img.read(0, img.size) == raw.read_bytes()
+    assert check_vhd(path, repair=False) == []
 
 
 def _sha(path: Path) -> str:

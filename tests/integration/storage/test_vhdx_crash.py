@@ -5,6 +5,7 @@ the log). The dynamic-disk cases (write, resize, compact, merge) are in test_cra
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import random
 import signal
 import struct
@@ -14,13 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
-import vhdx_crash_worker as worker
 
 from pyhv.storage.image import CreateSpec, DiskType
 from pyhv.storage.vhdx import FORMAT, VhdxImage
 from pyhv.units import MiB
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+WORKER = Path(__file__).with_name("vhdx_crash_worker.py")
+_spec = importlib.util.spec_from_file_location("vhdx_crash_worker", WORKER)
+assert _spec is not None and _spec.loader is not None
+worker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(worker)
 KILLS = 12
 
 
@@ -65,7 +70,7 @@ def test_kill_differencing_writer(tmp_path: Path) -> None:
             spec = CreateSpec(size=0, disk_type=DiskType.DIFFERENCING, block_size=MiB)
             FORMAT.create(child, spec, parent)
         proc = subprocess.Popen(
-            [sys.executable, worker.__file__, str(base), str(child), str(state), str(seed)],
+            [sys.executable, str(WORKER), str(base), str(child), str(state), str(seed)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

@@ -99,6 +99,7 @@ QEMU_CASES = [
     ("dynamic", "on", "256M"),
     ("fixed", "on", "2M"),
     ("fixed", "off", "1M"),
+    ("dynamic", "off", "1M,log_size=4M"),  # BAT at 5 MiB, metadata at 6 MiB
 ]
 
 

@@ -100,7 +100,7 @@ def shell(host: LocalHost) -> Shell:
 
 
 @pytest.fixture(scope="session")
-def wait_gone() -> Callable[[int], bool]:
+def wait_gone() -> Callable[..., bool]:
     """True once a pid no longer runs (a zombie waiting for its reaper counts as gone)."""
 
     def wait(pid: int, timeout: float = 15.0) -> bool:

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_generation2_boots_and_turns_off(
-    host: LocalHost, make_vm: Callable[..., str], wait_gone: Callable[[int], bool]
+    host: LocalHost, make_vm: Callable[..., str], wait_gone: Callable[..., bool]
 ) -> None:
     name = make_vm("gen2", generation=2)
     host.start(name, wait_ready_s=240)

@@ -37,7 +37,7 @@ def vm(host: LocalHost, make_vm: Callable[..., str]) -> str:
 
 
 def test_kill_qemu_gives_off_critical(
-    host: LocalHost, vm: str, wait_gone: Callable[[int], bool]
+    host: LocalHost, vm: str, wait_gone: Callable[..., bool]
 ) -> None:
     status = host.start(vm)
     assert status.state == VmState.RUNNING and status.qemu_pid and status.worker_pid
@@ -50,7 +50,7 @@ def test_kill_qemu_gives_off_critical(
 
 
 def test_kill_worker_takes_qemu_along(
-    host: LocalHost, vm: str, wait_gone: Callable[[int], bool]
+    host: LocalHost, vm: str, wait_gone: Callable[..., bool]
 ) -> None:
     status = host.start(vm)
     assert status.state == VmState.RUNNING and status.qemu_pid and status.worker_pid

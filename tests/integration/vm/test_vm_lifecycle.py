@@ -117,7 +117,7 @@ def test_save_and_restore_keep_memory(host: LocalHost, vm: str, shell: Shell) ->
     assert not host.paths.vm_saved_state(config.id).exists()
 
 
-def test_acpi_shutdown_ends_off(host: LocalHost, vm: str, wait_gone: Callable[[int], bool]) -> None:
+def test_acpi_shutdown_ends_off(host: LocalHost, vm: str, wait_gone: Callable[..., bool]) -> None:
     config = host.get(vm)
     status = host.status(config)
     qemu_pid, worker_pid = status.qemu_pid, status.worker_pid

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pyhv.errors import CorruptImage, InvalidFormat, PyhvError
 from pyhv.storage.image import DiskType
 from pyhv.storage.vhd.create import build_dynamic, new_footer
-from pyhv.storage.vhd.footer import pack_footer, parse_footer
+from pyhv.storage.vhd.footer import choose_footer, pack_footer, parse_footer
 from pyhv.storage.vhd.geometry import Geometry, chs_for_size
 from pyhv.storage.vhd.header import (
     DynamicHeader,
@@ -131,3 +131,23 @@ def test_dynamic_layout_matches_qemu_for_1g() -> None:
     assert len(content) == 4096  # qemu-img's 1G dynamic file, exact BAT of 512 entries
     assert content[:512] == content[-512:]
     assert parse_header(content[512:1536]).max_table_entries == 512
+
+
+def test_choose_footer_prefers_end_then_copy() -> None:
+    f = new_footer(MiB, DiskType.DYNAMIC, 512)
+    good = pack_footer(f)
+    bad = good[:100] + b"\xff" + good[101:]
+    assert choose_footer(good, good, 5000).footer == parse_footer(good)
+    chosen = choose_footer(good, bad, 5000)
+    assert chosen.offset == 4488 and "checksum mismatch" in chosen.problems[0]
+    with pytest.raises(CorruptImage, match="no valid copy"):
+        choose_footer(bad, bad, 5000)
+    with pytest.raises(InvalidFormat):
+        choose_footer(bytes(512), bytes(512), 5000)
+    fixed = pack_footer(new_footer(MiB, DiskType.FIXED, 2**64 - 1))
+    with pytest.raises(CorruptImage):  # a fixed disk has no copy to fall back on
+        choose_footer(fixed, fixed[:100] + b"\xff" + fixed[101:], 5000)
+    assert choose_footer(bytes(512), b"\0" + fixed[:511], 5000).offset == 5000 - 511
+    grown = pack_footer(f.replace(current_size=2 * MiB))
+    assert choose_footer(good, grown, 5000).stale_copy
+    assert not choose_footer(good, good, 5000).stale_copy

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from pyhv.errors import StateError
-from pyhv.worker.agent import AgentError, GuestAgent, parse_exec_status
+from pyhv.worker.agent import AgentError, ExecResult, GuestAgent, parse_exec_status
 
 
 async def fake_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -43,8 +45,12 @@ async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     await reader.read()
 
 
-def run_with(handler, sock: Path, coro_fn):  # type: ignore[no-untyped-def]
-    async def go():  # type: ignore[no-untyped-def]
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+T = TypeVar("T")
+
+
+def run_with(handler: Handler, sock: Path, coro_fn: Callable[[], Awaitable[T]]) -> T:
+    async def go() -> T:
         server = await asyncio.start_unix_server(handler, path=str(sock))
         try:
             return await coro_fn()
@@ -57,7 +63,7 @@ def run_with(handler, sock: Path, coro_fn):  # type: ignore[no-untyped-def]
 def test_exec_returns_output_and_exit_code(short_home: Path) -> None:
     sock = short_home / "qga.sock"
 
-    async def use():  # type: ignore[no-untyped-def]
+    async def use() -> ExecResult:
         agent = GuestAgent(str(sock), "vm1", timeout=5)
         try:
             return await agent.exec(["sh", "-c", "x"])
@@ -71,7 +77,7 @@ def test_exec_returns_output_and_exit_code(short_home: Path) -> None:
 def test_agent_error_is_reported(short_home: Path) -> None:
     sock = short_home / "qga.sock"
 
-    async def use():  # type: ignore[no-untyped-def]
+    async def use() -> None:
         agent = GuestAgent(str(sock), "vm1", timeout=5)
         try:
             await agent.request("guest-nope")
@@ -85,7 +91,7 @@ def test_agent_error_is_reported(short_home: Path) -> None:
 def test_silent_agent_times_out_with_clear_error(short_home: Path) -> None:
     sock = short_home / "qga.sock"
 
-    async def use():  # type: ignore[no-untyped-def]
+    async def use() -> None:
         await GuestAgent(str(sock), "vm1", timeout=0.2).ping()
 
     with pytest.raises(StateError, match="VM 'vm1' has no working guest agent"):

@@ -3,11 +3,12 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from pyhv.units import MiB
+from pyhv.worker.qmp import Qmp
 from pyhv.worker.stats import StatsSampler, cpu_percent, memory_used_mib, parse_stat_cpu_ticks
 
 # proc(5) stat line; the command name holds a space and parentheses on purpose.
@@ -53,7 +54,7 @@ def test_sampler_reads_vcpu_threads_from_proc(tmp_path: Path) -> None:
         (tmp_path / rel).write_text(STAT.format(u=ticks, s=0))
     (tmp_path / "7/statm").write_text("1000 2560 0 0 0 0 0\n")
     clock = iter([100.0, 102.0])
-    sampler = StatsSampler(StatsQmp(), 7, 512, lambda: next(clock), proc=tmp_path)
+    sampler = StatsSampler(cast(Qmp, StatsQmp()), 7, 512, lambda: next(clock), proc=tmp_path)
     stats, percent = asyncio.run(sampler.sample())
     assert stats.cpu_time_per_vcpu_s == [1.0, 2.0]
     assert stats.cpu_time_s == 4.0
