@@ -5,6 +5,7 @@ Layout::
     $PYHV_HOME/vms/<id>/vm.json          the VM's configuration (written atomically)
     $PYHV_HOME/vms/<id>/status.json      written by the VM's worker
     $PYHV_HOME/vms/<id>/state/memory.bin saved memory and device state
+    $PYHV_HOME/vms/<id>/checkpoints/     checkpoint tree, journal, memory states
     $PYHV_HOME/vms/<id>/efi-vars.fd      the generation-2 VM's own UEFI variable store
     $PYHV_HOME/logs/<id>/console.log     serial console log
     $PYHV_HOME/run/<id>/*.sock           sockets of the running VM (``PYHV_RUN_DIR`` moves run/)
@@ -125,6 +126,9 @@ class HomePaths:
 
     def vm_saved_state(self, vm_id: str) -> Path:
         return self.vm_state_dir(vm_id) / "memory.bin"
+
+    def vm_checkpoints_dir(self, vm_id: str) -> Path:
+        return self.vm_dir(vm_id) / "checkpoints"
 
     def vm_efi_vars(self, vm_id: str) -> Path:
         return self.vm_dir(vm_id) / "efi-vars.fd"

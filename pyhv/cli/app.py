@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from pyhv.cli import guestkit, host, vhd, vm
+from pyhv.cli import checkpoint, guestkit, host, vhd, vm
 from pyhv.errors import PyhvError
 
 app = typer.Typer(
@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 app.add_typer(vhd.app, name="vhd", help="Create, inspect, check and edit virtual hard disks.")
 app.add_typer(vm.app, name="vm", help="Create and run virtual machines.")
+app.add_typer(
+    checkpoint.app, name="checkpoint", help="Checkpoints of a VM: a tree of states to go back to."
+)
 app.add_typer(host.app, name="host", help="The virtualization host itself.")
 app.add_typer(
     guestkit.app, name="guest-kit", help="Build the small Linux guest for demos and tests."

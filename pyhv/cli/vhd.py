@@ -20,11 +20,12 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from pyhv.errors import ParentError, UsageError
 from pyhv.storage import CreateSpec, DiskType, ImageInfo, create_image, open_image, open_layer
@@ -36,6 +37,7 @@ from pyhv.storage.operations import (
     resize_image,
     set_parent,
 )
+from pyhv.storage.operations.check import unresolved
 from pyhv.storage.operations.progress import Progress as ProgressCallback
 from pyhv.units import format_size, parse_size
 
@@ -149,12 +151,12 @@ def info_table(doc: dict[str, Any]) -> Table:
         ("Identifier", doc["identifier"] or "-"),
         ("Parent", doc["parent_path"] or "-"),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
     for depth, layer in enumerate(doc["chain"][1:], start=1):
-        table.add_row(f"Chain[{depth}]", f"{layer['path']} ({layer['format']}, {layer['type']})")
+        rows.append((f"Chain {depth}", f"{layer['path']} ({layer['format']}, {layer['type']})"))
     if "chain_error" in doc:
-        table.add_row("Chain error", doc["chain_error"])
+        rows.append(("Chain error", doc["chain_error"]))
+    for key, value in rows:
+        table.add_row(key, Text(value))  # Text: paths may contain rich markup such as "[1]"
     return table
 
 
@@ -164,13 +166,17 @@ def _size(n: int) -> str:
 
 # -- progress -----------------------------------------------------------------------------------
 @contextmanager
-def progress_bar(label: str) -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr (nothing when stderr is not a terminal)."""
+def progress_bar(label: str, *, in_bytes: bool = True) -> Iterator[ProgressCallback]:
+    """A rich progress bar on stderr (nothing when stderr is not a terminal).
+
+    ``in_bytes=False`` for callers whose counts are not bytes (a format's compaction counts
+    blocks): they get a percentage.
+    """
+    amount = DownloadColumn(binary_units=True) if in_bytes else TaskProgressColumn()
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        amount,
         TimeRemainingColumn(),
         console=_err,
         transient=True,
@@ -214,7 +220,7 @@ def new(
     else:
         create_image(path, spec)
     with open_image(path) as image:
-        _out.print(f"{path}: {image.disk_type.value} {image.format.value}, {_size(image.size)}")
+        print(f"{path}: {image.disk_type.value} {image.format.value}, {_size(image.size)}")
 
 
 @app.command()
@@ -252,9 +258,9 @@ def check(
     problems = check_chain(path, repair=repair)
     for line in problems:
         print(line)
-    if problems:
+    if unresolved(problems):
         raise typer.Exit(1)
-    print(f"{path}: no problems found")
+    print(f"{path}: no problems found" if not problems else f"{path}: repaired")
 
 
 @app.command()
@@ -271,7 +277,7 @@ def resize(
 @app.command()
 def compact(path: Path = typer.Argument(..., help="Dynamic or differencing disk.")) -> None:
     """Give back the space of blocks that hold only zeros (Optimize-VHD)."""
-    with progress_bar("Compacting") as progress:
+    with progress_bar("Compacting", in_bytes=False) as progress:
         freed = compact_image(path, progress)
     print(f"{path}: gave back {format_size(freed)}; file size {format_size(path.stat().st_size)}")
 

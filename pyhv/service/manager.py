@@ -324,7 +324,7 @@ class VmManager:
         args = exec_args(cmd.request)
         timeout = cmd.request.timeout_s + QUICK_OP_TIMEOUT_S
         call = self.supervisor.call
-        result = await asyncio.to_thread(call, entry.config, "exec", timeout, **args)
+        result = await asyncio.to_thread(call, entry.config, "exec", timeout, args)
         return exec_output(result)
 
     def _running_entry(self, ref: str, verb: str) -> VmEntry:

@@ -11,7 +11,7 @@ import asyncio
 import base64
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pyhv.errors import PyhvError
 from pyhv.model import VmState
@@ -70,10 +70,8 @@ def not_reached(name: str, op: Power, state: VmState, reason: str | None) -> Pyh
     return PyhvError(f"could not {op.value} VM {name!r}: it is {state}{why}")
 
 
-def exec_args(request: ExecRequest) -> dict[str, object]:
-    """The worker's exec op arguments; its own timeout stays the worker's default (60 s)
-    because WorkerClient.call takes ``timeout`` for itself."""
-    args: dict[str, object] = {"argv": request.argv}
+def exec_args(request: ExecRequest) -> dict[str, Any]:
+    args: dict[str, Any] = {"argv": request.argv, "timeout": request.timeout_s}
     if request.stdin:
         args["stdin"] = base64.b64encode(request.stdin.encode()).decode()
     return args

@@ -23,7 +23,9 @@ class Supervisor(Protocol):
         :raises PyhvError: with the worker's own message when it gave up.
         """
 
-    def call(self, config: VmConfig, op: str, timeout_s: float, **args: Any) -> Any:
+    def call(
+        self, config: VmConfig, op: str, timeout_s: float, args: dict[str, Any] | None = None
+    ) -> Any:
         """One control op on the VM's worker, waiting at most ``timeout_s`` for its answer.
 
         :raises StateError: when no worker answers.
@@ -40,9 +42,11 @@ class WorkerSupervisor:
     def launch(self, config: VmConfig, *, restore: bool) -> None:
         start_worker(self.paths, config, restore=restore)
 
-    def call(self, config: VmConfig, op: str, timeout_s: float, **args: Any) -> Any:
+    def call(
+        self, config: VmConfig, op: str, timeout_s: float, args: dict[str, Any] | None = None
+    ) -> Any:
         client = WorkerClient(self.paths.runtime(config.id).control, config.name)
-        return client.call(op, timeout=timeout_s, **args)
+        return client.call(op, args, timeout=timeout_s)
 
     def pids(self, status: VmStatus) -> list[int]:
         if status.worker_pid is None:

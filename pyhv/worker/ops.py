@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyhv.errors import ConfigError, PyhvError, QmpError, StateError, UsageError
@@ -98,8 +99,13 @@ class WorkerOps:
         """ACPI power button; turn off when the guest has not powered off within the timeout."""
         timeout = float(args.get("timeout", DEFAULT_SHUTDOWN_TIMEOUT_S))
         qmp = self._qmp()
+        before = self.w.status
         self.w.record(Action.SHUTDOWN)
-        await qmp.execute("system_powerdown")
+        try:
+            await qmp.execute("system_powerdown")
+        except PyhvError:
+            self.w.set_status(before)
+            raise
         if not await self._wait_exit(timeout):
             self.w.log.info("guest ignored the power button for %g s: turning off", timeout)
             await self._quit()
@@ -137,6 +143,7 @@ class WorkerOps:
             finally:
                 os.close(fd)
             os.replace(tmp, target)
+            _fsync_dir(target.parent)
         except PyhvError:
             tmp.unlink(missing_ok=True)
             with contextlib.suppress(QmpError):
@@ -231,3 +238,12 @@ class WorkerOps:
             for t in (out, inp):
                 t.cancel()
             await asyncio.gather(out, inp, return_exceptions=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename of the saved state durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

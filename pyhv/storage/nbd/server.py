@@ -15,11 +15,16 @@ How the VM worker uses it, inside its event loop::
     await server.close()
 
 The server never closes images: ``swap_image`` and ``remove_export`` hand the image they
-detach back to the caller, and ``close`` detaches all of them.
+detach back to the caller, and ``close`` leaves every image open for its owner to close.
 
-Image I/O runs in a thread pool (:mod:`.iopool`; ``io_threads``, default 16 = QEMU's queue
-depth) so the loop stays responsive; every request is acknowledged only after its image call
-returned (see :mod:`.commands`). Lifecycle: IDLE → RUNNING (``start``) → CLOSED (``close``).
+Image I/O runs in a thread pool (:mod:`.iopool`) so the loop stays responsive; every request is
+acknowledged only after its image call returned (see :mod:`.commands`). ``io_threads``
+defaults to 4, not to QEMU's queue depth of 16: measured with 16 requests of 4 KiB in flight,
+16 threads cost 60-80 µs of CPU per request (GIL hand-offs, wake-ups) and 4 threads 21-27 µs,
+at twice the throughput; 1 MiB requests did not care. Pass more for storage that blocks long
+(the threads then wait in the kernel, not on each other).
+
+Lifecycle: IDLE → RUNNING (``start``) → CLOSED (``close``).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ class NbdServer:
     :param io_threads: threads doing image I/O, shared by all exports.
     """
 
-    def __init__(self, socket_path: str | os.PathLike[str], io_threads: int = 16) -> None:
+    def __init__(self, socket_path: str | os.PathLike[str], io_threads: int = 4) -> None:
         self.socket_path = Path(socket_path)
         self._io_threads = io_threads
         self._pool: IoPool | None = None

@@ -19,6 +19,13 @@ from pyhv.storage.chains import _find_parent as find_parent
 from pyhv.storage.formats import Differencing
 from pyhv.storage.image import DiskImage, DiskType
 
+REPAIRED = "(repaired)"  # how a format marks a problem its repair fixed
+
+
+def unresolved(problems: list[str]) -> list[str]:
+    """The problems a repair did not fix (a format may list fixed ones, marked ``REPAIRED``)."""
+    return [p for p in problems if not p.endswith(REPAIRED)]
+
 
 def check_chain(path: str | os.PathLike[str], repair: bool = False) -> list[str]:
     """One line per problem in ``path`` and all its ancestors; [] when the chain is sound.

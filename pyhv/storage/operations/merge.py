@@ -5,7 +5,14 @@ shows there. Where an upper layer holds the byte, the ancestor's copy is hidden 
 where none does, the child shows the ancestor's own byte and the write changes nothing. So the
 child's view is the same before, during and after the copy, and a crash at any point leaves the
 child chain reading exactly as before. The merged files are removed only after the ancestor is
-flushed, the child first, so no remaining file ever loses its parent.
+flushed, the child first, so no remaining file ever loses its parent; running the merge again
+after a crash finishes it.
+
+Known gap: a VHDX ancestor takes a new DataWriteGuid at its first write, and the layer above it
+names the old one (parent_linkage), so after a crash mid-merge into a VHDX ancestor that layer
+refuses to open although every byte is intact. Closing it needs the VHDX driver to set the
+child's parent_linkage2 to the ancestor's next DataWriteGuid before the copy ([MS-VHDX]
+2.6.2.6.3), which it does not offer yet.
 """
 
 from __future__ import annotations

@@ -33,10 +33,6 @@ def present_blocks(entries: Sequence[int], geometry: BatGeometry) -> list[int]:
     ]
 
 
-def entry_state(entry: int) -> int:
-    return entry & s.BAT_STATE_MASK
-
-
 def entry_offset(entry: int) -> int:
     return (entry >> s.BAT_FILE_OFFSET_SHIFT) * MiB
 
@@ -88,9 +84,6 @@ class BatGeometry:
 
     def is_bitmap_index(self, index: int) -> bool:
         return index % (self.chunk_ratio + 1) == self.chunk_ratio
-
-    def block_of_index(self, index: int) -> int:
-        return index - index // (self.chunk_ratio + 1)
 
     def block_data_length(self, block: int) -> int:
         """Bytes of virtual disk block ``block`` covers (the last block may be partial)."""

@@ -90,8 +90,8 @@ def build_layout(p: DiskParams) -> Layout:
     g = batlib.BatGeometry(p.block_size, p.logical_sector_size, p.virtual_size, p.has_parent)
     bat_length = batlib.bat_region_length(g)
     payload_start = BAT_OFFSET + bat_length
-    bat = [0] * g.entry_count
     fixed = p.leave_block_allocated and not p.has_parent
+    bat = [0] * (g.entry_count if fixed else 0)
     if fixed:
         for block in range(g.payload_blocks):
             offset = payload_start + block * p.block_size
@@ -117,8 +117,9 @@ def build_layout(p: DiskParams) -> Layout:
         (s.REGION_TABLE_1_OFFSET, table),
         (s.REGION_TABLE_2_OFFSET, table),
         (METADATA_OFFSET, pack_metadata_region(p, METADATA_LENGTH)),
-        (BAT_OFFSET, batlib.pack_bat(bat)),
     ]
+    if fixed:  # otherwise every entry is 0 (NOT_PRESENT), which the sparse file already reads
+        pieces.append((BAT_OFFSET, batlib.pack_bat(bat)))
     return Layout(pieces, file_size, payload_start, fixed)
 
 

@@ -152,6 +152,20 @@ class VhdxImage(DiskImage):
         self.bat[index] = value
         self._dirty_bat.add(index * s.BAT_ENTRY_SIZE // SECTOR)
 
+    def _release_block(self, block: int, entry: int) -> None:
+        """Give up a block's storage. Its sector-bitmap bits are cleared too, so a later partial
+        allocation of the block does not inherit stale "present" sectors."""
+        self._set_entry(self.geometry.payload_index(block), entry)
+        chunk, byte0 = self.geometry.bitmap_location(block)
+        index = self.geometry.bitmap_index(chunk)
+        if self.params.has_parent and self.bat[index] & s.BAT_STATE_MASK == s.BitmapState.PRESENT:
+            nbytes = self.geometry.sectors_per_block // 8
+            bitmap = self._bitmap(chunk)
+            if bitmap.count(0, byte0, byte0 + nbytes) != nbytes:
+                bitmap[byte0 : byte0 + nbytes] = bytes(nbytes)
+                for n in range(byte0 // SECTOR, (byte0 + nbytes - 1) // SECTOR + 1):
+                    self._dirty_bitmap.add((chunk, n))
+
     def _maybe_commit(self) -> None:
         if len(self._dirty_bat) + len(self._dirty_bitmap) >= COMMIT_THRESHOLD_SECTORS:
             self._commit()
@@ -348,7 +362,7 @@ class VhdxImage(DiskImage):
             if whole and self.disk_type is not DiskType.FIXED:
                 self.journal.begin_session()
                 with self._io.shared(), self.lock:
-                    self._set_entry(g.payload_index(block), self._zero_entry())
+                    self._release_block(block, self._zero_entry())
                     self._maybe_commit()
             elif not discard and self._stores_data(block):
                 self.write(pos, bytes(n))

@@ -141,10 +141,6 @@ def replay_writes(sequence: list[LogEntry]) -> tuple[list[LogWrite], int, int]:
     return writes, flushed, last
 
 
-def entry_length_for(data_sectors: int, zero_ranges: int) -> int:
-    return (descriptor_sectors(data_sectors + zero_ranges) + data_sectors) * SECTOR
-
-
 def build_log_entry(
     *,
     sequence_number: int,

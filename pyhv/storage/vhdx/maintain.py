@@ -147,9 +147,11 @@ def _clear_tail_of_last_block(image: VhdxImage, g: batlib.BatGeometry) -> None:
 def _allocate_fixed_blocks(
     image: VhdxImage, bat: list[int], old_g: batlib.BatGeometry, new_g: batlib.BatGeometry
 ) -> None:
+    first = image.layout.alloc_end
     for block in range(old_g.payload_blocks, new_g.payload_blocks):
         offset = image._allocate(new_g.block_size)
         bat[new_g.payload_index(block)] = batlib.pack_entry(s.PayloadState.FULLY_PRESENT, offset)
+    image.file.preallocate(first, image.layout.alloc_end - first)
 
 
 def _relocate_bat(
@@ -205,7 +207,6 @@ def compact(image: VhdxImage, progress: Progress | None = None) -> int:
     image._require_writable()
     if image.disk_type is DiskType.FIXED:
         return 0
-    g = image.geometry
     with image._io.exclusive(), image.lock:
         image._commit()
         before = image.file.size()
@@ -213,7 +214,7 @@ def compact(image: VhdxImage, progress: Progress | None = None) -> int:
         total = len(present) * 2
         for done, block in enumerate(present):
             if _block_reads_zero(image, block):
-                image._set_entry(g.payload_index(block), 0)
+                image._release_block(block, 0)
                 image._maybe_commit()
             if progress:
                 progress(done + 1, total)

@@ -3,11 +3,14 @@
 # Ref: [MS-VHDX] §2.6.2.6.3. Keys pyhv writes: ``parent_linkage`` (the parent's identity as a
 braced lower-case GUID, see :func:`format_linkage`), ``relative_path`` (Windows form, ``\\``
 separators, relative to the child's folder) and ``absolute_win32_path``, which pyhv fills with
-the parent's absolute POSIX path: Windows skips it when the relative path works, and Linux
-readers (pyhv, libvhdi, dissect) can use it as it is.
+the parent's absolute POSIX path: readers try ``relative_path`` first (the spec's order), and
+Linux readers (pyhv, libvhdi, dissect) can use the absolute one as it is.
 
-A VHDX child of a VHD parent stores the VHD's UniqueId in ``parent_linkage``: the VHD identity
-is read the same way (``uuid.UUID(bytes_le=identity)``) so the text round-trips to the bytes.
+A VHDX child of a VHD parent stores the VHD's UniqueId in ``parent_linkage``, turned into text
+the same way as a DataWriteGuid (``uuid.UUID(bytes_le=identity)``), so the text round-trips to
+the parent's ``identity`` bytes whatever the parent's format. [MS-VHDX] says nothing about VHD
+parents; libvhdi reads a VHD UniqueId as a big-endian GUID, so it reports a mismatch for such a
+child. What Hyper-V writes in this case is unverified.
 """
 
 from __future__ import annotations

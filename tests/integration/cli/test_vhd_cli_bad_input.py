@@ -334,3 +334,12 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         p = pyhv(*args)
         assert p.returncode == 2, args
         assert "Traceback" not in p.stderr
+
+
+def test_check_repair_fixes_a_damaged_footer_copy(tmp_path: Path) -> None:
+    path = new(tmp_path / "d.vhd", "--size", "8M")
+    poke(path, 64, b"\x00\x00\x00\x01")  # checksum of the footer copy at offset 0
+    assert any("checksum" in line for line in check_finds_problems(tmp_path, path))
+    p = pyhv("check", path, "--repair")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert pyhv("check", path).returncode == 0

@@ -13,7 +13,7 @@ import pytest
 # modules here import the harness by name.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pyhvd_harness import Pyhvd, PyhvdFactory, new_pyhvd, stop_leftover_workers  # noqa: E402
+from pyhvd_harness import Pyhvd, PyhvdFactory, new_pyhvd, stop_leftover_workers
 
 
 @pytest.fixture

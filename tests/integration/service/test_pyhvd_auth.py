@@ -4,6 +4,8 @@ right, and in both cases nothing changes."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import httpx
 import pytest
@@ -83,3 +85,32 @@ def test_revoked_token_is_refused_without_restart(tcp_pyhvd: Pyhvd) -> None:
     (tcp_pyhvd.home / "tokens.json").write_text(json.dumps({"tokens": []}))
     with pytest.raises(AuthenticationError):
         reader.list_vms()
+
+
+RAW_GET = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.connect(sys.argv[1])\n"
+    "s.sendall(b'GET /vms HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+    "sys.stdout.write(s.recv(65536).decode())\n"
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_unix_peer_outside_group_pyhv_is_refused(pyhvd: Pyhvd) -> None:
+    # Open the socket file to everyone, so the peer check is all that stands in the way.
+    os.chmod(pyhvd.socket, 0o666)
+    os.chmod(pyhvd.home, 0o755)
+    os.chmod(pyhvd.home / "run", 0o755)
+    r = subprocess.run(
+        ["/usr/bin/python3", "-c", RAW_GET, str(pyhvd.socket)],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.stdout.startswith("HTTP/1.1 403 Forbidden"), r.stdout + r.stderr
+    body = json.loads(r.stdout.replace("\r\n", "\n").split("\n\n", 1)[1])
+    assert body["code"] == "forbidden" and "group pyhv" in body["detail"]

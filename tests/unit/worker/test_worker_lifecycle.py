@@ -77,6 +77,8 @@ class FakeQmp:
             self._shutdown("guest-shutdown")
         elif cmd == "query-status":
             return {"status": self.status, "running": self.status == "running"}
+        elif cmd == "query-migrate":
+            return {"status": "completed"}
         return {}
 
     def send_fd(self, fd: int) -> None:
@@ -200,5 +202,17 @@ def test_exec_refused_while_paused(paths: HomePaths) -> None:
             await b.ops.exec({"argv": ["true"]})
         await b.ops.turn_off({})
         await b.task
+
+    asyncio.run(go())
+
+
+def test_save_writes_state_file_and_ends_saved(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        status = await b.ops.save({})
+        await b.task
+        assert status["state"] == "Saved"
+        assert b.qmp.commands[-5:] == ["stop", "getfd", "migrate", "query-migrate", "quit"]
+        assert paths.vm_saved_state(b.worker.config.id).exists()
 
     asyncio.run(go())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyhv.storage.nbd import protocol as p
 from pyhv.storage.nbd.handshake import ExportInfo, Negotiation
@@ -131,3 +133,14 @@ def test_structured_reply_with_data_is_invalid() -> None:
     n = nego()
     assert replies(n.handle(p.NBD_OPT_STRUCTURED_REPLY, b"x").reply)[0][1] == p.NBD_REP_ERR_INVALID
     assert not n.structured
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.binary(max_size=40)), max_size=8))
+def test_any_option_sequence_gets_an_answer(options: list[tuple[int, bytes]]) -> None:
+    n = nego()
+    for option, data in options:
+        out = n.handle(option, data)
+        if option != p.NBD_OPT_EXPORT_NAME:  # the one option answered by closing
+            assert replies(out.reply)
+        if out.close or out.export is not None:
+            break

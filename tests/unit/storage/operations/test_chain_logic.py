@@ -1,5 +1,5 @@
 from pyhv.storage.image import DiskType, ImageFormat
-from pyhv.storage.operations.check import link_problems
+from pyhv.storage.operations.check import link_problems, unresolved
 from pyhv.storage.operations.convert import default_type
 from pyhv.storage.operations.merge import held_ranges
 
@@ -41,3 +41,9 @@ def test_convert_keeps_fixed_and_makes_everything_else_dynamic(mem) -> None:
     assert default_type(disk) == DiskType.FIXED
     disk.disk_type = DiskType.DIFFERENCING
     assert default_type(disk) == DiskType.DYNAMIC
+
+
+def test_unresolved_ignores_repaired_lines() -> None:
+    lines = ["a: bad checksum (repaired)", "b: BAT entry 3 overlaps entry 1"]
+    assert unresolved(lines) == ["b: BAT entry 3 overlaps entry 1"]
+    assert unresolved(lines[:1]) == []

@@ -1,6 +1,8 @@
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pyhv.storage.operations import transfer
 from pyhv.storage.operations.transfer import copy_ranges, prefetch
@@ -66,3 +68,28 @@ def test_copy_uses_block_size_of_target_as_grain(monkeypatch: pytest.MonkeyPatch
     dst = mem(8192)
     copy_ranges(src, dst, [(0, 8192)], dst_reads_zero=True)
     assert dst.writes == [(2048, 2048)]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.tuples(st.integers(0, 63), st.integers(1, 1200), st.booleans()), max_size=8),
+    st.booleans(),
+)
+def test_copy_reproduces_any_content(mem, writes: list[tuple[int, int, bool]], fresh: bool) -> None:
+    """Whatever mix of data and zeros the source holds, the target ends up reading the same."""
+    size = 64 * 512
+    src, dst = mem(size), mem(size)
+    for sector, n, zero in writes:
+        n = min(n, size - sector * 512)
+        src.write(sector * 512, bytes(n) if zero else os.urandom(n))
+    if not fresh:
+        dst.write(0, b"\xee" * size)
+    ranges = (
+        [(0, size)]
+        if not fresh
+        else [(e.offset, e.length) for e in src.extents() if e.state == "data"]
+    )
+    copy_ranges(src, dst, ranges, dst_reads_zero=fresh)
+    assert bytes(dst.data) == bytes(src.data)

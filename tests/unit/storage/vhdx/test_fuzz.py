@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,9 @@ from hypothesis import strategies as st
 
 from pyhv.errors import PyhvError
 from pyhv.storage.image import CreateSpec, DiskType
-from pyhv.storage.vhdx import FORMAT, VhdxImage
+from pyhv.storage.vhdx import FORMAT, VhdxImage, metadata, region
 from pyhv.storage.vhdx import header as hdr
+from pyhv.storage.vhdx import log as loglib
 from pyhv.storage.vhdx import structs as s
 from pyhv.units import KiB, MiB
 
@@ -131,7 +134,7 @@ def _refresh_log_checksum(fd: int) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     muts=st.lists(st.tuples(st.integers(0, 3 * 4096 - 1), st.integers(0, 255)), max_size=6),
@@ -157,3 +160,26 @@ def test_mutated_log_gives_data_or_pyhv_error(
         os.pwrite(fd, original, 0)
         os.ftruncate(fd, len(original))
         os.close(fd)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(min_size=0, max_size=5000), fix=st.booleans())
+def test_pure_parsers_take_any_bytes(raw: bytes, fix: bool) -> None:
+    """Header, region table, metadata table, locator and log parsers on arbitrary bytes."""
+    header = raw.ljust(s.HEADER_SIZE, b"\0")
+    table = raw.ljust(s.REGION_TABLE_SIZE, b"\0")
+    if fix:  # a valid checksum lets the bytes reach the field checks
+        header = header[:4] + hdr.checksum(header, 4).to_bytes(4, "little") + header[8:]
+        table = table[:4] + hdr.checksum(table, 4).to_bytes(4, "little") + table[8:]
+    for parse in (
+        lambda: hdr.parse_header(b"head" + header[4:], 0),
+        lambda: region.parse_region_table(b"regi" + table[4:], 0),
+        lambda: metadata.parse_metadata_table(b"metadata" + table[8:], MiB),
+        lambda: metadata.parse_parent_locator(raw),
+    ):
+        with contextlib.suppress(PyhvError):
+            parse()
+    log_area = (b"loge" + raw[4:]).ljust(64 * KiB, b"\0")
+    guid = uuid.UUID(bytes_le=log_area[32:48])  # the entry's own LogGuid, so it is considered
+    for entry in loglib.find_active_sequence(log_area, guid):
+        assert entry.entry_length <= len(log_area)

@@ -1,0 +1,65 @@
+"""Which image files a checkpoint tree no longer needs, and how to fold them away (pure).
+
+An image is *referenced* when a checkpoint froze it or the VM's configuration uses it. An
+unreferenced image nobody reads through is deleted (unless pyhv did not make it). An
+unreferenced image read by exactly one file that is itself a leaf takes that leaf's data by a
+merge, and takes over its references too: that is how a removed checkpoint's differencing data
+ends up where it is still needed. An unreferenced image read by several files stays, as their
+shared parent; it is folded later, once only one reader is left.
+
+Merges only ever write into an image whose single reader is the one being merged, so no other
+file's view changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyhv.checkpoints.steps import Delete, Merge
+
+
+@dataclass(frozen=True)
+class Collected:
+    steps: list[Merge | Delete]
+    images: dict[str, str | None]
+    moved: dict[str, str]  # merged-away path -> the image that now holds its data
+
+
+def collect(images: dict[str, str | None], referenced: set[str]) -> Collected:
+    """Steps that leave only needed images, in an order where every step is safe on its own."""
+    images = dict(images)
+    refs = set(referenced)
+    steps: list[Merge | Delete] = []
+    moved: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        readers = _readers(images)
+        for path in sorted(images):
+            if path in refs:
+                continue
+            kids = readers.get(path, [])
+            if not kids:
+                if images[path] is not None:
+                    steps.append(Delete(path=path))
+                del images[path]
+            elif len(kids) == 1 and kids[0] in refs and not readers.get(kids[0]):
+                child = kids[0]
+                steps.append(Merge(child=child, into=path))
+                del images[child]
+                refs = (refs - {child}) | {path}
+                moved = {k: (path if v == child else v) for k, v in moved.items()}
+                moved[child] = path
+            else:
+                continue
+            changed = True
+            break
+    return Collected(steps, images, moved)
+
+
+def _readers(images: dict[str, str | None]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path, parent in images.items():
+        if parent is not None:
+            out.setdefault(parent, []).append(path)
+    return out

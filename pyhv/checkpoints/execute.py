@@ -1,0 +1,80 @@
+"""Run a journaled plan step by step: the only module that carries checkpoint steps out.
+
+The journal is written before the first step and after every step, so a crash between any two
+steps leaves a record :mod:`pyhv.checkpoints.recovery` can finish or undo. Tests crash the
+process on purpose with ``PYHV_FAILPOINT=checkpoint.<op>.after_step_<n>``: it exits at once,
+like ``kill -9``, after the journal records ``n`` steps done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pyhv.checkpoints.journal import Journal, clear_journal, save_journal
+from pyhv.checkpoints.steps import CopyFile, CreateDiff, Delete, Merge, Step, WriteConfig, WriteTree
+from pyhv.checkpoints.store import save_tree
+from pyhv.inventory import Inventory
+from pyhv.storage import CreateSpec, create_image
+from pyhv.storage.operations import merge_image
+from pyhv.storage.operations.files import fsync_dir
+
+FAILPOINT_ENV = "PYHV_FAILPOINT"
+KILLED_EXIT_CODE = 137
+
+
+class StepRunner:
+    def __init__(self, inventory: Inventory, tree_path: Path, journal_path: Path) -> None:
+        self.inventory = inventory
+        self.tree_path = tree_path
+        self.journal_path = journal_path
+
+    def run(self, journal: Journal) -> None:
+        """Journal, then run the steps not done yet; the journal goes when all are."""
+        save_journal(self.journal_path, journal)
+        _failpoint(journal)
+        while journal.done < len(journal.steps):
+            self._do(journal.steps[journal.done], journal)
+            journal = journal.advanced()
+            save_journal(self.journal_path, journal)
+            _failpoint(journal)
+        clear_journal(self.journal_path)
+
+    def undo(self, steps: list[Step], journal: Journal) -> None:
+        for step in steps:
+            self._do(step, journal)
+        clear_journal(self.journal_path)
+
+    def _do(self, step: Step, journal: Journal) -> None:
+        if isinstance(step, CreateDiff):
+            create_image(step.path, CreateSpec(size=0, parent=step.parent))
+        elif isinstance(step, CopyFile):
+            shutil.copyfile(step.src, step.dst)
+            _fsync_file(Path(step.dst))
+        elif isinstance(step, WriteTree):
+            save_tree(self.tree_path, journal.tree)
+        elif isinstance(step, WriteConfig):
+            self.inventory.save(journal.vm_config())
+        elif isinstance(step, Merge):
+            # Done once the child is gone: merge_image deletes it only after the flush.
+            if Path(step.child).exists():
+                merge_image(step.child, step.into)
+        elif isinstance(step, Delete):
+            path = Path(step.path)
+            if path.exists():
+                path.unlink()
+                fsync_dir(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _failpoint(journal: Journal) -> None:
+    if os.environ.get(FAILPOINT_ENV) == f"checkpoint.{journal.op}.after_step_{journal.done}":
+        os._exit(KILLED_EXIT_CODE)

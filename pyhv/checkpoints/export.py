@@ -1,0 +1,80 @@
+"""Export-VMCheckpoint: copy a checkpoint's disk chains, configuration and memory state.
+
+The export is importable as it is: every differencing copy is re-pointed at the copy of its
+parent, and ``vm.json`` names the copies. ``checkpoint.json`` is written last, so a folder
+without it is an export that did not finish (it is removed when the export fails here).
+
+Layout: ``DIR/Virtual Hard Disks/*``, ``DIR/vm.json``, ``DIR/state/memory.bin`` (when the
+checkpoint has memory), ``DIR/checkpoint.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+from pyhv.atomicfile import write_atomic
+from pyhv.checkpoints.planner import with_disk_paths
+from pyhv.checkpoints.tree import Checkpoint
+from pyhv.errors import ConflictError, UsageError
+from pyhv.model import VmConfig
+from pyhv.storage import open_image
+from pyhv.storage.operations import set_parent
+
+DISKS_FOLDER = "Virtual Hard Disks"
+
+
+def export_checkpoint(node: Checkpoint, folder: Path) -> Path:
+    """Write the export into the new folder ``folder``; returns it.
+
+    :raises ConflictError: ``folder`` exists.
+    :raises UsageError: its parent folder does not.
+    """
+    folder = folder.absolute()
+    if folder.exists():
+        raise ConflictError(f"{folder} exists: export into a new folder")
+    if not folder.parent.is_dir():
+        raise UsageError(f"{folder}: folder {folder.parent} does not exist")
+    (folder / DISKS_FOLDER).mkdir(parents=True)
+    try:
+        _export(node, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _export(node: Checkpoint, folder: Path) -> None:
+    copies: dict[Path, Path] = {}
+    tops: dict[str, str] = {}
+    for key, image in node.disks.items():
+        chain = _chain(Path(image))
+        for path in chain:
+            if path not in copies:
+                copies[path] = _free_name(folder / DISKS_FOLDER, path.name)
+                shutil.copyfile(path, copies[path])
+        # the base first, so every parent is re-pointed before its child is opened through it
+        for child, parent in reversed(list(itertools.pairwise(chain))):
+            set_parent(copies[child], copies[parent])
+        tops[key] = str(copies[chain[0]])
+    config = with_disk_paths(VmConfig.model_validate(node.config), tops)
+    write_atomic(folder / "vm.json", config.model_dump_json(indent=2).encode() + b"\n")
+    if node.memory_state is not None:
+        (folder / "state").mkdir()
+        shutil.copyfile(node.memory_state, folder / "state" / "memory.bin")
+    meta = node.model_copy(update={"disks": tops, "config": config.model_dump(mode="json")})
+    write_atomic(folder / "checkpoint.json", meta.model_dump_json(indent=2).encode() + b"\n")
+
+
+def _chain(image: Path) -> list[Path]:
+    with open_image(image) as top:
+        return [layer.path.absolute() for layer in top.chain()]
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """Two disks' chains may hold different files of one name (each disk in its own folder)."""
+    candidate, n = folder / name, 2
+    while candidate.exists():
+        candidate, n = folder / f"{Path(name).stem}-{n}{Path(name).suffix}", n + 1
+    return candidate

@@ -1,0 +1,159 @@
+"""What creating, applying or removing a checkpoint does to files, tree and config (pure).
+
+A plan lists its steps in journal order: first the new files (undone by deleting them), then
+the commit (new tree, new configuration), then merges and deletions of what nobody reads any
+more (see :mod:`pyhv.checkpoints.collect`). Nothing here touches a file; the manager runs
+the plan and the journal makes it survive a crash.
+
+File names follow Hyper-V: a disk ``data.vhdx`` continues in ``data_<ID>.avhdx`` beside it,
+``<ID>`` the checkpoint's id; a ``.vhd`` continues in ``.avhd``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pyhv.checkpoints.collect import collect
+from pyhv.checkpoints.steps import CopyFile, CreateDiff, Delete, Step, WriteConfig, WriteTree
+from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
+from pyhv.errors import StateError, UnsupportedFeature
+from pyhv.model import VmConfig
+from pyhv.storage import ImageFormat, format_for_name
+
+_ID_SUFFIX = re.compile(r"_[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$")
+_CHILD_EXTENSION = {ImageFormat.VHDX: ".avhdx", ImageFormat.VHD: ".avhd"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    op: str
+    steps: list[Step]
+    commit: int  # steps[:commit] only create files; steps[commit:] are idempotent
+    tree: CheckpointTree
+    config: VmConfig
+
+
+def disk_paths(config: VmConfig) -> dict[str, str]:
+    """The writable disks, keyed ``"controller:slot"``; read-only disks never change."""
+    return {f"{c}:{d.slot}": str(d.path) for c, d in config.disks() if not d.read_only}
+
+
+def with_disk_paths(config: VmConfig, paths: dict[str, str]) -> VmConfig:
+    data = config.model_dump(mode="json")
+    for c, controller in enumerate(data["scsi_controllers"]):
+        for disk in controller["disks"]:
+            disk["path"] = paths.get(f"{c}:{disk['slot']}", disk["path"])
+    return VmConfig.model_validate(data)
+
+
+def child_path(parent: str, image_id: str) -> str:
+    """Where the differencing disk continuing ``parent`` goes: beside it, same format.
+
+    :raises UnsupportedFeature: a raw disk, which has no differencing format.
+    """
+    p = Path(parent)
+    fmt = format_for_name(p)
+    if fmt not in _CHILD_EXTENSION:
+        raise UnsupportedFeature(
+            f"{p}: checkpoints need VHD or VHDX disks; convert it with `pyhv vhd convert`"
+        )
+    stem = _ID_SUFFIX.sub("", p.stem)
+    return str(p.with_name(f"{stem}_{image_id.upper()}{_CHILD_EXTENSION[fmt]}"))
+
+
+def default_name(tree: CheckpointTree, vm_name: str, now: datetime) -> str:
+    """Hyper-V's "VM - (date time)", numbered when taken within the same second."""
+    base = f"{vm_name} - ({now:%Y-%m-%d %H:%M:%S})"
+    taken = {c.name for c in tree.checkpoints}
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base} ({n})", n + 1
+    return name
+
+
+def plan_create(
+    tree: CheckpointTree,
+    config: VmConfig,
+    *,
+    checkpoint_id: str,
+    name: str,
+    kind: CheckpointType,
+    now: datetime,
+) -> Plan:
+    """Freeze every writable disk; the VM continues in a new differencing disk on each.
+
+    :raises StateError: a disk of the VM is another checkpoint's frozen image.
+    """
+    disks = disk_paths(config)
+    frozen = tree.referenced_images()
+    for path in disks.values():
+        if path in frozen:
+            raise StateError(
+                f"{path} is a checkpoint's read-only image but the VM writes to it; "
+                "attach a differencing disk on it instead"
+            )
+    new_paths = {key: child_path(path, checkpoint_id) for key, path in disks.items()}
+    node = Checkpoint(
+        id=checkpoint_id,
+        name=name,
+        parent=tree.current,
+        created=now,
+        type=kind,
+        disks=disks,
+        config=config.model_dump(mode="json"),
+    )
+    new_tree = tree.with_checkpoint(node, {new_paths[k]: disks[k] for k in disks})
+    creates: list[Step] = [CreateDiff(path=new_paths[k], parent=disks[k]) for k in disks]
+    return Plan(
+        "create",
+        [*creates, WriteTree(), WriteConfig()],
+        len(creates),
+        new_tree,
+        with_disk_paths(config, new_paths),
+    )
+
+
+def plan_apply(
+    tree: CheckpointTree,
+    config: VmConfig,
+    target: Checkpoint,
+    *,
+    image_id: str,
+    saved_state: str,
+) -> Plan:
+    """Go back to ``target``: its configuration (keeping today's VM name), new differencing
+    disks on its images, its memory as the VM's saved state when it has one. The current
+    disks are dropped unless something else reads them."""
+    new_paths = {key: child_path(path, image_id) for key, path in target.disks.items()}
+    restored = VmConfig.model_validate({**target.config, "name": config.name})
+    new_config = with_disk_paths(restored, new_paths)
+    images = {**tree.images, **{new_paths[k]: target.disks[k] for k in target.disks}}
+    moved = tree.moved_to(target.id).model_copy(update={"images": images})
+    pre: list[Step] = [CreateDiff(path=new_paths[k], parent=target.disks[k]) for k in new_paths]
+    if target.memory_state is not None:
+        pre.append(CopyFile(src=target.memory_state, dst=saved_state))
+    return _finish("apply", pre, moved, new_config, [])
+
+
+def plan_remove(
+    tree: CheckpointTree, config: VmConfig, target: Checkpoint, *, subtree: bool
+) -> Plan:
+    """Drop ``target`` (or its subtree); data still read elsewhere is merged, never lost."""
+    gone = tree.subtree(target.id) if subtree else [target]
+    memory = [Delete(path=c.memory_state) for c in gone if c.memory_state is not None]
+    return _finish("remove", [], tree.without(target.id, subtree), config, memory)
+
+
+def _finish(
+    op: str, pre: list[Step], tree: CheckpointTree, config: VmConfig, deletes: list[Delete]
+) -> Plan:
+    """Commit the new tree and config, then fold away the images nobody needs."""
+    done = collect(tree.images, tree.referenced_images() | set(disk_paths(config).values()))
+    final_tree = tree.with_images(done.images, done.moved)
+    paths = {k: done.moved.get(p, p) for k, p in disk_paths(config).items()}
+    final_config = with_disk_paths(config, paths)
+    steps: list[Step] = [*pre, WriteTree(), WriteConfig(), *done.steps, *deletes]
+    return Plan(op, steps, len(pre), final_tree, final_config)

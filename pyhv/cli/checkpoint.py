@@ -1,0 +1,146 @@
+"""`pyhv checkpoint` commands: Checkpoint-VM, Get-VMCheckpoint, Restore-VMCheckpoint, …
+
+This stage works on VMs that are Off (disks only); a running VM's checkpoints need its worker.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from pyhv.checkpoints import Checkpoint, CheckpointManager, CheckpointType, draw
+from pyhv.checkpoints.tree import NOW_LABEL
+from pyhv.errors import UsageError
+
+app = typer.Typer(no_args_is_help=True)
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _manager() -> CheckpointManager:
+    return CheckpointManager()
+
+
+@app.command("new")
+def new(
+    vm: str,
+    name: str | None = typer.Option(None, "--name", help="Default: 'VM - (date time)'."),
+    kind: CheckpointType = typer.Option(
+        CheckpointType.STANDARD,
+        "--type",
+        help="production freezes the guest's file systems; of an Off VM both are disks only.",
+    ),
+) -> None:
+    """Create a checkpoint (Checkpoint-VM); the VM continues from it."""
+    node = _manager().create(vm, name, kind)
+    _out.print(f"created checkpoint '{escape(node.name)}' of VM '{escape(vm)}'")
+
+
+@app.command("list")
+def list_(vm: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The checkpoint tree, oldest first; "Now" marks where the VM's current state hangs."""
+    _, tree = _manager().tree(vm)
+    if as_json:
+        print(tree.model_dump_json(indent=2, exclude={"images"}))
+        return
+    if not tree.checkpoints:
+        _out.print(f"VM '{escape(vm)}' has no checkpoints")
+        return
+    for line in draw(tree):
+        text = escape(line)
+        if line.endswith(NOW_LABEL):
+            text = text[: -len(NOW_LABEL)] + f"[bold green]{NOW_LABEL}[/]"
+        _out.print(text, highlight=False)
+
+
+@app.command("show")
+def show(
+    vm: str, name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """One checkpoint: when, what type, which images it froze."""
+    manager = _manager()
+    _, node = manager.get(vm, name)
+    if as_json:
+        print(node.model_dump_json(indent=2))
+        return
+    _, tree = manager.tree(vm)
+    parent = tree.get(node.parent).name if node.parent else "-"
+    rows = [
+        ("Name", node.name),
+        ("Id", node.id),
+        ("Type", node.type.value),
+        ("Created", f"{node.created:%Y-%m-%d %H:%M:%S %Z}"),
+        ("Parent", parent),
+        ("Current", "yes (Now hangs here)" if tree.current == node.id else "no"),
+        ("Memory state", node.memory_state or "none (disks only)"),
+    ]
+    rows += [(f"Disk {key}", path) for key, path in sorted(node.disks.items())]
+    for label, value in rows:
+        _out.print(f"{label:<14}{escape(value)}", highlight=False)
+
+
+@app.command("apply")
+def apply(
+    vm: str,
+    name: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Discard the current state, no prompt."),
+    checkpoint_first: bool = typer.Option(
+        False, "--checkpoint-first", help="Checkpoint the current state, then apply."
+    ),
+) -> None:
+    """Go back to a checkpoint (Restore-VMCheckpoint); the current state is discarded."""
+    manager = _manager()
+    _, node = manager.get(vm, name)
+    if not (yes or checkpoint_first):
+        checkpoint_first = _ask_checkpoint_first(vm, node)
+    if checkpoint_first:
+        saved = manager.create(vm)
+        _out.print(f"checkpointed the current state as '{escape(saved.name)}'")
+    manager.apply(vm, node.id)
+    _out.print(f"VM '{escape(vm)}' is back at checkpoint '{escape(node.name)}'")
+
+
+def _ask_checkpoint_first(vm: str, node: Checkpoint) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"applying '{node.name}' discards the current state of VM '{vm}': "
+            "pass --yes or --checkpoint-first"
+        )
+    _err.print(f"Applying '{escape(node.name)}' discards the current state of VM '{escape(vm)}'.")
+    answer = typer.prompt(
+        "Checkpoint the current state first? [y]es / [n]o, discard it / [c]ancel", default="c"
+    )
+    choice = answer.strip().lower()[:1]
+    if choice not in ("y", "n"):
+        raise typer.Exit(1)
+    return choice == "y"
+
+
+@app.command("remove")
+def remove(
+    vm: str,
+    name: str,
+    subtree: bool = typer.Option(False, "--subtree", help="Also remove every checkpoint below."),
+) -> None:
+    """Remove a checkpoint (Remove-VMCheckpoint); its data is merged where still needed."""
+    gone = _manager().remove(vm, name, subtree)
+    names = ", ".join(f"'{escape(c.name)}'" for c in gone)
+    _out.print(f"removed checkpoint{'s' if len(gone) > 1 else ''} {names}")
+
+
+@app.command("rename")
+def rename(vm: str, name: str, new_name: str) -> None:
+    """Rename a checkpoint (Rename-VMCheckpoint)."""
+    node = _manager().rename(vm, name, new_name)
+    _out.print(f"renamed checkpoint '{escape(name)}' to '{escape(node.name)}'")
+
+
+@app.command("export")
+def export(vm: str, name: str, folder: Path) -> None:
+    """Copy a checkpoint's disk chains, configuration and memory state to a new folder."""
+    out = _manager().export(vm, name, folder)
+    _out.print(f"exported checkpoint '{escape(name)}' to {escape(str(out))}")

@@ -1,0 +1,196 @@
+"""VmManager's decisions with a fake supervisor: legality, admission, busy VMs, cgroups."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyhv.errors import ConflictError, NotFoundError, StateError
+from pyhv.host.resources import HostResources
+from pyhv.inventory import Inventory
+from pyhv.model import VmConfig, VmState, VmStatus
+from pyhv.paths import HomePaths
+from pyhv.service.commands import CreateVm, Power, PowerVm, RemoveVm, UpdateVm
+from pyhv.service.confine import StorageRoots
+from pyhv.service.events import EventBus
+from pyhv.service.jobs import Jobs, JobState
+from pyhv.service.manager import VmManager
+from pyhv.service.policies import CpuSettings, ProcessorPolicy
+from pyhv.service.schemas import VmPatch
+from pyhv.worker.status_file import write_status
+
+pytestmark = pytest.mark.anyio
+
+HOST = HostResources(cores=2, memory_mib=4096)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeSupervisor:
+    """Plays the worker: a sleeping process whose command line names the VM (as a real
+    worker's does), and the status file a real worker would write."""
+
+    def __init__(self, paths: HomePaths) -> None:
+        self.paths = paths
+        self.calls: list[str] = []
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _set(self, config: VmConfig, state: VmState) -> None:
+        if state in (VmState.OFF, VmState.SAVED) and config.id in self.workers:
+            worker = self.workers.pop(config.id)
+            worker.kill()
+            worker.wait()
+        worker_pid = self.workers[config.id].pid if config.id in self.workers else None
+        status = VmStatus(state=state, worker_pid=worker_pid)
+        write_status(self.paths.vm_status(config.id), status)
+
+    def launch(self, config: VmConfig, *, restore: bool) -> None:
+        self.calls.append("launch")
+        sleeper = [sys.executable, "-c", "import time; time.sleep(600)", config.id]
+        self.workers[config.id] = subprocess.Popen(sleeper)
+        self._set(config, VmState.RUNNING)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.kill()
+            worker.wait()
+
+    def call(
+        self, config: VmConfig, op: str, timeout_s: float, args: dict[str, Any] | None = None
+    ) -> Any:
+        self.calls.append(op)
+        states = {"turn_off": VmState.OFF, "pause": VmState.PAUSED, "resume": VmState.RUNNING}
+        self._set(config, states[op])
+        return {}
+
+    def pids(self, status: VmStatus) -> list[int]:
+        return [4242]
+
+
+class FakeCgroups:
+    def __init__(self) -> None:
+        self.applied: dict[str, CpuSettings] = {}
+        self.removed: list[str] = []
+
+    def apply(self, vm_id: str, settings: CpuSettings) -> None:
+        self.applied[vm_id] = settings
+
+    def attach(self, vm_id: str, pids: Any) -> None:
+        pass
+
+    def remove(self, vm_id: str) -> None:
+        self.removed.append(vm_id)
+
+
+@pytest.fixture
+async def manager(tmp_path: Path) -> Any:
+    paths = HomePaths(tmp_path, run_root=tmp_path / "run")
+    events = EventBus()
+    jobs = Jobs(events)
+    m = VmManager(
+        Inventory(paths, HOST),
+        events,
+        jobs,
+        StorageRoots([tmp_path / "disks"]),
+        HOST,
+        FakeSupervisor(paths),
+        FakeCgroups(),
+        available_memory_mib=lambda: 1024,
+    )
+    await m.start()
+    yield m
+    await jobs.close()
+    await m.close()
+    m.supervisor.close()  # type: ignore[attr-defined]
+
+
+async def create(m: VmManager, name: str, reserve: int = 0, memory: int = 64) -> str:
+    view = await m.create(
+        CreateVm(
+            VmConfig(name=name, memory_startup_mib=memory),
+            ProcessorPolicy(reserve_percent=reserve, limit_percent=50),
+        )
+    )
+    return view.config.id
+
+
+async def run(m: VmManager, vm: str, op: Power) -> JobState:
+    job = await m.power(PowerVm(vm, op))
+    return (await m.jobs.wait(job.id)).state
+
+
+async def test_start_pause_turn_off(manager: VmManager) -> None:
+    vm = await create(manager, "a")
+    assert await run(manager, "a", Power.START) == JobState.COMPLETED
+    assert manager.get(vm).status.state == VmState.RUNNING
+    assert manager.cgroups.applied[vm].quota_us == 50_000  # type: ignore[union-attr]
+    assert await run(manager, "a", Power.PAUSE) == JobState.COMPLETED
+    assert manager.get("a").status.state == VmState.PAUSED
+    with pytest.raises(StateError, match="it is already Paused"):
+        await manager.power(PowerVm("a", Power.PAUSE))
+    assert await run(manager, "a", Power.TURN_OFF) == JobState.COMPLETED
+    assert manager.get("a").status.state == VmState.OFF
+    assert manager.cgroups.removed == [vm]  # type: ignore[union-attr]
+    assert manager.supervisor.calls == ["launch", "pause", "turn_off"]  # type: ignore[attr-defined]
+
+
+async def test_reserve_that_cannot_be_honored_is_refused(manager: VmManager) -> None:
+    await create(manager, "big", reserve=100)  # 1 processor x 100 %
+    await create(manager, "bigger", reserve=100)
+    await create(manager, "third", reserve=50)
+    await run(manager, "big", Power.START)
+    await run(manager, "bigger", Power.START)
+    with pytest.raises(ConflictError, match=r"reserved by big \(1\), bigger \(1\)"):
+        await manager.power(PowerVm("third", Power.START))
+    assert manager.get("third").status.state == VmState.OFF
+    assert manager.supervisor.calls.count("launch") == 2  # type: ignore[attr-defined]
+
+
+async def test_memory_the_host_cannot_back_is_refused(manager: VmManager) -> None:
+    await create(manager, "fat", memory=2048)
+    with pytest.raises(ConflictError, match="not enough memory to start fat"):
+        await manager.power(PowerVm("fat", Power.START))
+
+
+async def test_changes_needing_off(manager: VmManager) -> None:
+    await create(manager, "a")
+    await run(manager, "a", Power.START)
+    with pytest.raises(StateError, match="cannot change processor count of VM 'a'"):
+        await manager.update(UpdateVm("a", VmPatch(processor_count=2)))
+    with pytest.raises(StateError, match="cannot remove VM 'a'"):
+        await manager.remove(RemoveVm("a"))
+    view = await manager.update(UpdateVm("a", VmPatch(policy=ProcessorPolicy(limit_percent=25))))
+    assert view.policy.limit_percent == 25
+    assert manager.cgroups.applied[view.config.id].quota_us == 25_000  # type: ignore[union-attr]
+
+
+async def test_listing_is_cached_until_a_change(manager: VmManager) -> None:
+    await create(manager, "a")
+    first = manager.list_json()
+    assert manager.list_json() is first
+    await create(manager, "b")
+    assert manager.list_json() is not first and b'"b"' in manager.list_json()
+    await manager.remove(RemoveVm("b"))
+    with pytest.raises(NotFoundError):
+        manager.get("b")
+
+
+async def test_changes_made_by_others_are_picked_up(manager: VmManager, tmp_path: Path) -> None:
+    paths = HomePaths(tmp_path, run_root=tmp_path / "run")
+    other = Inventory(paths, HOST).create(VmConfig(name="from-cli", memory_startup_mib=64))
+    await manager.refresh()
+    assert manager.get("from-cli").config.id == other.id
+    write_status(paths.vm_status(other.id), VmStatus(critical=True, reason="qemu died"))
+    await manager.refresh()
+    assert manager.get("from-cli").status.reason == "qemu died"
+    Inventory(paths, HOST).remove(other.id)
+    await manager.refresh()
+    with pytest.raises(NotFoundError):
+        manager.get("from-cli")
