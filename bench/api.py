@@ -42,7 +42,7 @@ PEER_APP = textwrap.dedent(
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
-    uvicorn.run(app, uds=sys.argv[1], log_level="warning", http="h11", lifespan="off")
+    uvicorn.run(app, uds=sys.argv[1], log_level="warning", http="httptools", lifespan="off")
     """
 )
 
@@ -126,14 +126,20 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         ids = register_vms(home, args.vms)
-        print(f"{args.vms} VMs registered in {time.perf_counter() - t0:.1f} s; "
-              f"{args.clients} clients, {args.requests} requests per endpoint")
+        print(
+            f"{args.vms} VMs registered in {time.perf_counter() - t0:.1f} s; "
+            f"{args.clients} clients, {args.requests} requests per endpoint"
+        )
         env = dict(os.environ, PYHV_HOME=str(home))
         sock = home / "run" / "pyhvd.sock"
         log = open(home / "pyhvd.log", "wb")  # noqa: SIM115 - lives as long as pyhvd
         procs.append(
-            subprocess.Popen([sys.executable, "-m", "pyhv.service", "--log-level", "warning"],
-                             env=env, stdout=log, stderr=log)
+            subprocess.Popen(
+                [sys.executable, "-m", "pyhv.service", "--log-level", "warning"],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
         )
         t0 = time.perf_counter()
         wait_for_socket(sock, procs[-1])
@@ -151,8 +157,16 @@ def main() -> None:
 
         peer_sock = home / "peer.sock"
         procs.append(
-            subprocess.Popen([sys.executable, "-c", PEER_APP, str(peer_sock),
-                              str(home / "list.json"), str(home / "one.json")])
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    PEER_APP,
+                    str(peer_sock),
+                    str(home / "list.json"),
+                    str(home / "one.json"),
+                ]
+            )
         )
         wait_for_socket(peer_sock, procs[-1])
         print("peer (bare uvicorn, same bytes, same socket kind):")
@@ -162,8 +176,10 @@ def main() -> None:
         for key in ours:
             (p50, p99, rate), (pp50, pp99, prate) = ours[key], peer[key]
             goal = "met" if p99 < 50 else "NOT met"
-            print(f"  {key:<28} p50 x{p50 / pp50:.2f}   p99 x{p99 / pp99:.2f}   "
-                  f"rate x{rate / prate:.2f}   (goal p99 < 50 ms: {goal})")
+            print(
+                f"  {key:<28} p50 x{p50 / pp50:.2f}   p99 x{p99 / pp99:.2f}   "
+                f"rate x{rate / prate:.2f}   (goal p99 < 50 ms: {goal})"
+            )
     finally:
         for p in procs:
             if p.poll() is None:

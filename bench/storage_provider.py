@@ -14,7 +14,7 @@ Cases: 4 KiB and 1 MiB, read and write, queue depth 1 and 16. Prints IOPS and MB
 the ratios pyhv/qemu-nbd and pyhv/direct. Formats: raw, and a dynamic VHDX when pyhv opens it.
 All servers stay up and the paths take turns case by case, best of ``--rounds``, because the
 build machine is shared and its load drifts (QEMU's image locking is off so they can coexist).
-Asserts nothing (see DESIGN.md, "Benchmarks"); a full run takes about three minutes.
+Asserts nothing (see DESIGN.md, "Benchmarks"); a full run takes three to four minutes.
 
     .venv/bin/python bench/storage_provider.py [--size-mib 256] [--formats raw,vhdx]
                                                [--rounds 2] [--quick]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,16 +25,20 @@ from pydantic import BaseModel, TypeAdapter
 
 from pyhv.errors import ApiError
 from pyhv.model import VmConfig, VmStats
-from pyhv.paths import HomePaths
+from pyhv.service import default_socket
 from pyhv.service.api.errors import error_class
 from pyhv.service.commands import Power
 from pyhv.service.events import Event
 from pyhv.service.jobs import Job, JobState
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import (
+    CompatibilityReport,
     ExecOutput,
     ExecRequest,
+    ExportRequest,
     HostInfo,
+    ImportMode,
+    ImportRequest,
     VmPatch,
     VmSummary,
     VmView,
@@ -41,12 +46,7 @@ from pyhv.service.schemas import (
 
 M = TypeVar("M", bound=BaseModel)
 
-SOCKET_NAME = "pyhvd.sock"
 JOB_POLL_S = 0.1
-
-
-def default_socket() -> Path:
-    return HomePaths().run_root / SOCKET_NAME
 
 
 def raise_for_problem(response: httpx.Response) -> None:
@@ -72,11 +72,17 @@ class PyhvClient:
         timeout: float = 60.0,
         verify: bool | str = True,
     ) -> None:
+        """``verify`` is False, True (system CAs) or the path of a CA/certificate file."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if base_url is not None:
             self.where = base_url
             self._http = httpx.Client(
-                base_url=base_url, headers=headers, timeout=timeout, verify=verify
+                base_url=base_url,
+                headers=headers,
+                timeout=timeout,
+                verify=ssl.create_default_context(cafile=verify)
+                if isinstance(verify, str)
+                else verify,
             )
         else:
             path = Path(socket_path) if socket_path is not None else default_socket()
@@ -186,6 +192,32 @@ class PyhvClient:
             "POST", f"/vms/{vm}/exec", content=body.model_dump_json(), timeout=timeout_s + 30
         )
         return ExecOutput.model_validate_json(response.content)
+
+    # -- export and import ------------------------------------------------------------------
+
+    def export_vm(self, vm: str, path: str | Path, *, wait: bool = False) -> Job:
+        """Export-VM to ``path`` (a new folder inside a storage root)."""
+        body = ExportRequest(path=str(path)).model_dump_json()
+        job = Job.model_validate_json(
+            self._request("POST", f"/vms/{vm}/export", content=body).content
+        )
+        return self.wait_job(job.id) if wait else job
+
+    def compare_vm(
+        self, path: str | Path, mode: ImportMode = ImportMode.REGISTER
+    ) -> CompatibilityReport:
+        """Compare-VM: what keeps the export at ``path`` from importing here."""
+        body = ImportRequest(path=str(path), mode=mode).model_dump_json()
+        response = self._request("POST", "/vms/import/report", content=body)
+        return CompatibilityReport.model_validate_json(response.content)
+
+    def import_vm(
+        self, path: str | Path, mode: ImportMode = ImportMode.REGISTER, *, wait: bool = False
+    ) -> Job:
+        """Import-VM: register in place, copy, or copy with a new id."""
+        body = ImportRequest(path=str(path), mode=mode).model_dump_json()
+        job = Job.model_validate_json(self._request("POST", "/vms/import", content=body).content)
+        return self.wait_job(job.id) if wait else job
 
     # -- jobs -------------------------------------------------------------------------------
 

@@ -57,6 +57,13 @@ def collect(images: dict[str, str | None], referenced: set[str]) -> Collected:
     return Collected(steps, images, moved)
 
 
+def detached(images: dict[str, str | None], referenced: set[str]) -> set[str]:
+    """Leaves nobody references *before* an operation: after a collection none is left, so
+    these are disks the user took out of the VM's configuration; they are kept."""
+    readers = _readers(images)
+    return {p for p in images if p not in referenced and not readers.get(p)}
+
+
 def _readers(images: dict[str, str | None]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for path, parent in images.items():

@@ -19,16 +19,24 @@ from pyhv.inventory import Inventory
 from pyhv.storage import CreateSpec, create_image
 from pyhv.storage.operations import merge_image
 from pyhv.storage.operations.files import fsync_dir
+from pyhv.storage.operations.progress import Progress
 
 FAILPOINT_ENV = "PYHV_FAILPOINT"
 KILLED_EXIT_CODE = 137
 
 
 class StepRunner:
-    def __init__(self, inventory: Inventory, tree_path: Path, journal_path: Path) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        tree_path: Path,
+        journal_path: Path,
+        progress: Progress | None = None,
+    ) -> None:
         self.inventory = inventory
         self.tree_path = tree_path
         self.journal_path = journal_path
+        self.progress = progress  # of each merge, the only step that takes long
 
     def run(self, journal: Journal) -> None:
         """Journal, then run the steps not done yet; the journal goes when all are."""
@@ -59,7 +67,7 @@ class StepRunner:
         elif isinstance(step, Merge):
             # Done once the child is gone: merge_image deletes it only after the flush.
             if Path(step.child).exists():
-                merge_image(step.child, step.into)
+                merge_image(step.child, step.into, self.progress)
         elif isinstance(step, Delete):
             path = Path(step.path)
             if path.exists():

@@ -29,6 +29,7 @@ from pyhv.errors import StateError
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState
 from pyhv.paths import HomePaths
+from pyhv.storage.operations.progress import Progress
 from pyhv.worker.status_file import current_status
 
 
@@ -67,19 +68,19 @@ class CheckpointManager:
         with self._locked(config):
             config = self._require_off(config.id, "create")
             tree = load_tree(self._tree_path(config))
-            now = self._now()
+            now, checkpoint_id = self._now(), str(uuid.uuid4())
             plan = planner.plan_create(
                 tree,
                 config,
-                checkpoint_id=str(uuid.uuid4()),
+                checkpoint_id=checkpoint_id,
                 name=name if name is not None else planner.default_name(tree, config.name, now),
                 kind=kind,
                 now=now,
             )
             self._runner(config).run(Journal.of(plan))
-            return plan.tree.get(plan.tree.current or "")
+            return plan.tree.get(checkpoint_id)
 
-    def apply(self, vm: str, name: str) -> Checkpoint:
+    def apply(self, vm: str, name: str, progress: Progress | None = None) -> Checkpoint:
         """Restore-VMCheckpoint: the current state is discarded.
 
         :raises StateError: the VM is not Off.
@@ -98,10 +99,12 @@ class CheckpointManager:
             )
             if target.memory_state is not None:
                 self.paths.vm_state_dir(config.id).mkdir(parents=True, exist_ok=True)
-            self._runner(config).run(Journal.of(plan))
+            self._runner(config, progress).run(Journal.of(plan))
             return target
 
-    def remove(self, vm: str, name: str, subtree: bool = False) -> list[Checkpoint]:
+    def remove(
+        self, vm: str, name: str, subtree: bool = False, progress: Progress | None = None
+    ) -> list[Checkpoint]:
         """Remove-VMCheckpoint; returns what was removed.
 
         :raises StateError: the VM is not Off.
@@ -113,7 +116,7 @@ class CheckpointManager:
             target = tree.find(name, config.name)
             gone = tree.subtree(target.id) if subtree else [target]
             plan = planner.plan_remove(tree, config, target, subtree=subtree)
-            self._runner(config).run(Journal.of(plan))
+            self._runner(config, progress).run(Journal.of(plan))
             return gone
 
     def rename(self, vm: str, name: str, new_name: str) -> Checkpoint:
@@ -145,12 +148,30 @@ class CheckpointManager:
         with self._lock_file(config):
             return self._recover(config)
 
+    @contextmanager
+    def held(self, vm: str) -> Iterator[VmConfig]:
+        """Hold the VM's checkpoint lock, after recovery, around a state change: starting the
+        VM inside it means no checkpoint operation can be half done under a running guest.
+
+        :raises StateError: a cut-off operation cannot be recovered because the VM runs.
+        """
+        config = self.inventory.get(vm)
+        with self._locked(config):
+            yield self.inventory.get(config.id)
+
     # -- helpers ------------------------------------------------------------------------------
     def _recover(self, config: VmConfig) -> Recovery | None:
         journal_path = self._dir(config) / JOURNAL_FILE
         journal = load_journal(journal_path)
         if journal is None:
             return None
+        state = current_status(self.paths, config.id).state
+        if state != VmState.OFF:
+            # Steps run against disks the VM is using would corrupt them.
+            raise StateError(
+                f"VM '{config.name}' is {state} but a checkpoint {journal.op} was cut off "
+                "before it finished; turn the VM off, then run `pyhv checkpoint list` to recover"
+            )
         recovery = plan_recovery(journal)
         runner = self._runner(config)
         if recovery.direction == Direction.FORWARD:
@@ -187,9 +208,9 @@ class CheckpointManager:
             )
         return config
 
-    def _runner(self, config: VmConfig) -> StepRunner:
+    def _runner(self, config: VmConfig, progress: Progress | None = None) -> StepRunner:
         folder = self._dir(config)
-        return StepRunner(self.inventory, folder / TREE_FILE, folder / JOURNAL_FILE)
+        return StepRunner(self.inventory, folder / TREE_FILE, folder / JOURNAL_FILE, progress)
 
     def _dir(self, config: VmConfig) -> Path:
         return self.paths.vm_checkpoints_dir(config.id)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pyhv.checkpoints.collect import collect
+from pyhv.checkpoints.collect import collect, detached
 from pyhv.checkpoints.steps import CopyFile, CreateDiff, Delete, Step, WriteConfig, WriteTree
 from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import StateError, UnsupportedFeature
@@ -135,7 +135,7 @@ def plan_apply(
     pre: list[Step] = [CreateDiff(path=new_paths[k], parent=target.disks[k]) for k in new_paths]
     if target.memory_state is not None:
         pre.append(CopyFile(src=target.memory_state, dst=saved_state))
-    return _finish("apply", pre, moved, new_config, [])
+    return _finish("apply", pre, _kept(tree, config), moved, new_config, [])
 
 
 def plan_remove(
@@ -144,14 +144,29 @@ def plan_remove(
     """Drop ``target`` (or its subtree); data still read elsewhere is merged, never lost."""
     gone = tree.subtree(target.id) if subtree else [target]
     memory = [Delete(path=c.memory_state) for c in gone if c.memory_state is not None]
-    return _finish("remove", [], tree.without(target.id, subtree), config, memory)
+    new_tree = tree.without(target.id, subtree)
+    return _finish("remove", [], _kept(tree, config), new_tree, config, memory)
+
+
+def _references(tree: CheckpointTree, config: VmConfig) -> set[str]:
+    return tree.referenced_images() | set(disk_paths(config).values())
+
+
+def _kept(tree: CheckpointTree, config: VmConfig) -> set[str]:
+    return detached(tree.images, _references(tree, config))
 
 
 def _finish(
-    op: str, pre: list[Step], tree: CheckpointTree, config: VmConfig, deletes: list[Delete]
+    op: str,
+    pre: list[Step],
+    kept: set[str],
+    tree: CheckpointTree,
+    config: VmConfig,
+    deletes: list[Delete],
 ) -> Plan:
-    """Commit the new tree and config, then fold away the images nobody needs."""
-    done = collect(tree.images, tree.referenced_images() | set(disk_paths(config).values()))
+    """Commit the new tree and config, then fold away the images nobody needs; ``kept`` are
+    images the operation must not touch although nothing references them."""
+    done = collect(tree.images, _references(tree, config) | kept)
     final_tree = tree.with_images(done.images, done.moved)
     paths = {k: done.moved.get(p, p) for k, p in disk_paths(config).items()}
     final_config = with_disk_paths(config, paths)

@@ -14,7 +14,6 @@ Every change returns a new tree; the planner computes the next tree before anyth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -87,12 +86,6 @@ class CheckpointTree(BaseModel):
         for c in out:
             out.extend(self.children(c.id))
         return out
-
-    def ancestors(self, checkpoint_id: str | None) -> Iterator[Checkpoint]:
-        while checkpoint_id is not None:
-            node = self.get(checkpoint_id)
-            yield node
-            checkpoint_id = node.parent
 
     def referenced_images(self) -> set[str]:
         return {path for c in self.checkpoints for path in c.disks.values()}

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from pyhv.checkpoints import Checkpoint, CheckpointManager, CheckpointType, draw
 from pyhv.checkpoints.tree import NOW_LABEL
+from pyhv.cli.vhd import progress_bar
 from pyhv.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
@@ -100,7 +101,8 @@ def apply(
     if checkpoint_first:
         saved = manager.create(vm)
         _out.print(f"checkpointed the current state as '{escape(saved.name)}'")
-    manager.apply(vm, node.id)
+    with progress_bar("merging") as progress:
+        manager.apply(vm, node.id, progress)
     _out.print(f"VM '{escape(vm)}' is back at checkpoint '{escape(node.name)}'")
 
 
@@ -127,7 +129,8 @@ def remove(
     subtree: bool = typer.Option(False, "--subtree", help="Also remove every checkpoint below."),
 ) -> None:
     """Remove a checkpoint (Remove-VMCheckpoint); its data is merged where still needed."""
-    gone = _manager().remove(vm, name, subtree)
+    with progress_bar("merging") as progress:
+        gone = _manager().remove(vm, name, subtree, progress)
     names = ", ".join(f"'{escape(c.name)}'" for c in gone)
     _out.print(f"removed checkpoint{'s' if len(gone) > 1 else ''} {names}")
 

@@ -9,12 +9,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pyhv.cli import vm_console, vm_render
+from pyhv.cli import vm_console, vm_disk, vm_render
 from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
 from pyhv.units import MiB, parse_size
 from pyhv.worker.local import LocalHost
 
 app = typer.Typer(no_args_is_help=True)
+app.add_typer(vm_disk.disk_app, name="disk", help="Attach, detach and list a VM's disks.")
+app.add_typer(vm_disk.dvd_app, name="dvd", help="Insert or eject the DVD drive's medium.")
 
 
 def _host() -> LocalHost:

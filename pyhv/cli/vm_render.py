@@ -7,7 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pyhv.model import VmConfig, VmStatus
+from pyhv.model import DiskStats, VmConfig, VmStatus
+from pyhv.units import format_size
 from pyhv.worker.local import Sample
 
 _STATE_STYLE = {"Running": "green", "Paused": "yellow", "Saved": "cyan"}
@@ -54,6 +55,28 @@ def vm_table(rows: list[tuple[VmConfig, VmStatus, Sample | None]]) -> Table:
     return table
 
 
+def disk_qos(max_iops: int | None, max_bytes_per_sec: int | None) -> str:
+    """``500 IOPS, 10M/s``; empty when the disk is not limited."""
+    parts = [f"{max_iops} IOPS"] if max_iops else []
+    if max_bytes_per_sec:
+        parts.append(f"{format_size(max_bytes_per_sec)}/s")
+    return ", ".join(parts)
+
+
+def disk_io(d: DiskStats) -> str:
+    """The provider's counters of one disk, with mean latencies once there was I/O."""
+    text = (
+        f"{d.read_ops} reads ({d.read_bytes // 1024} KiB), "
+        f"{d.write_ops} writes ({d.write_bytes // 1024} KiB), {d.flush_ops} flushes"
+    )
+    latency = [
+        f"{kind} {ms:.2f} ms"
+        for kind, ms in (("read", d.read_latency_ms_avg), ("write", d.write_latency_ms_avg))
+        if ms is not None
+    ]
+    return f"{text}; mean latency {', '.join(latency)}" if latency else text
+
+
 def print_vm(console: Console, config: VmConfig, status: VmStatus, sample: Sample | None) -> None:
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
@@ -68,7 +91,11 @@ def print_vm(console: Console, config: VmConfig, status: VmStatus, sample: Sampl
         info.add_row("Kernel", f"{config.kernel.kernel} {config.kernel.cmdline}")
     for c, disk in config.disks():
         ro = " (read-only)" if disk.read_only else ""
-        info.add_row(f"SCSI {c}:{disk.slot}", f"{disk.path}{ro}")
+        qos = disk_qos(disk.max_iops, disk.max_bytes_per_sec)
+        info.add_row(f"SCSI {c}:{disk.slot}", f"{disk.path}{ro}" + (f", QoS {qos}" if qos else ""))
+    if config.dvd is not None:
+        medium = config.dvd.path or "(empty)"
+        info.add_row(f"DVD {config.dvd.controller}:{config.dvd.slot}", str(medium))
     if sample is not None:
         st = sample.stats
         info.add_row("CPU", f"{sample.cpu_percent:.0f} %, {st.cpu_time_s:.1f} s total")
@@ -78,9 +105,5 @@ def print_vm(console: Console, config: VmConfig, status: VmStatus, sample: Sampl
         info.add_row("Memory", f"{st.memory_assigned_mib} MiB assigned{used}")
         info.add_row("Uptime", format_uptime(st.uptime_s))
         for slot, d in st.disks.items():
-            info.add_row(
-                f"Disk {slot} I/O",
-                f"{d.read_ops} reads ({d.read_bytes // 1024} KiB), "
-                f"{d.write_ops} writes ({d.write_bytes // 1024} KiB), {d.flush_ops} flushes",
-            )
+            info.add_row(f"Disk {slot} I/O", disk_io(d))
     console.print(info)

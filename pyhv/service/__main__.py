@@ -27,6 +27,7 @@ from pyhv.errors import PyhvError, UsageError
 from pyhv.host.resources import HostResources
 from pyhv.inventory import Inventory
 from pyhv.paths import HomePaths, check_socket_path
+from pyhv.service import default_socket
 from pyhv.service.api.deps import Services
 from pyhv.service.app import build_app
 from pyhv.service.auth import (
@@ -40,11 +41,11 @@ from pyhv.service.events import EventBus
 from pyhv.service.jobs import Jobs
 from pyhv.service.manager import VmManager
 from pyhv.service.policies import detect_cgroups
+from pyhv.service.porting import VmPorter
 from pyhv.service.supervisor import WorkerSupervisor
 
 log = logging.getLogger("pyhv.service")
 
-SOCKET_NAME = "pyhvd.sock"
 SHUTDOWN_GRACE_S = 5
 
 
@@ -56,10 +57,6 @@ class Options:
     tls_cert: Path | None
     tls_key: Path | None
     log_level: str
-
-
-def default_socket(paths: HomePaths) -> Path:
-    return paths.run_root / SOCKET_NAME
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -162,7 +159,7 @@ async def serve(opts: Options) -> None:
         WorkerSupervisor(paths),
         detect_cgroups(),
     )
-    services = Services(manager=manager, jobs=jobs, events=events)
+    services = Services(manager=manager, porter=VmPorter(manager), jobs=jobs, events=events)
     sock = bind_unix_socket(opts.socket)
     servers = [
         _Server(_config(build_app(services, LocalAuthenticator()), http=PeerCheckedProtocol))

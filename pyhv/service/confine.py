@@ -30,6 +30,11 @@ class StorageRoots:
     def roots(self) -> list[Path]:
         return list(self._roots)
 
+    @property
+    def default(self) -> Path:
+        """Where pyhvd puts disks it creates itself (imports): the first root."""
+        return self._roots[0]
+
     def confine(self, path: str | os.PathLike[str], what: str = "path") -> Path:
         """The real path of ``path`` when it lies inside a storage root.
 

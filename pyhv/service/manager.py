@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from functools import partial
 
 import psutil
 from pydantic import TypeAdapter, ValidationError
 
-from pyhv.errors import ConflictError, StateError
+from pyhv.errors import ConflictError, PyhvError, StateError
 from pyhv.host.resources import HostResources
 from pyhv.inventory import Inventory
-from pyhv.model import VmState, VmStats, VmStatus, config_error
-from pyhv.paths import HomePaths
+from pyhv.model import AutomaticStartAction, VmState, VmStats, config_error
 from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
 from pyhv.service.confine import StorageRoots, confine_config
 from pyhv.service.events import EventBus
-from pyhv.service.jobs import Job, JobContext, Jobs
+from pyhv.service.jobs import Job, JobContext, Jobs, Operation
 from pyhv.service.policies import (
     Cgroups,
     admit_memory,
@@ -41,12 +41,20 @@ from pyhv.service.power import (
     not_reached,
     with_progress,
 )
-from pyhv.service.registry import ScanResult, VmEntry, VmRegistry, scan, write_policy
+from pyhv.service.registry import (
+    ScanResult,
+    VmEntry,
+    VmRegistry,
+    discard_saved_state,
+    interrupted_vms,
+    scan,
+    write_policy,
+)
 from pyhv.service.schemas import ExecOutput, VmSummary, VmView, summarize
 from pyhv.service.supervisor import Supervisor
 from pyhv.units import MiB
 from pyhv.worker.states import transition
-from pyhv.worker.status_file import current_status, write_status
+from pyhv.worker.status_file import current_status
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +95,41 @@ class VmManager:
         self._mutating = asyncio.Lock()
         self._busy: dict[str, Job] = {}
         self._listing: tuple[int, bytes] | None = None
+        # Entity tags must not repeat across restarts, when the version counter starts over.
+        self._instance = uuid.uuid4().hex[:8]
         self._scanner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Load the inventory, pick up VMs whose workers outlived a previous pyhvd, watch them."""
+        """Load the inventory, pick up VMs whose workers outlived a previous pyhvd, carry out
+        the automatic start actions, then watch the VMs."""
+        interrupted = await asyncio.to_thread(interrupted_vms, self.paths)
         await self.refresh()
         running = [e for e in self.registry.entries() if _running(e)]
         for entry in running:
             await self._apply_cgroup(entry)
         names = [e.config.name for e in running]
         log.info("%d VMs, %d running: %s", len(self.registry.entries()), len(names), names)
+        await self._automatic_start(interrupted)
         self._scanner = asyncio.create_task(self._scan_forever(), name="vm-scanner")
+
+    async def _automatic_start(self, interrupted: set[str]) -> None:
+        """Start-VM for VMs set to start always, or to start if they ran when the host went
+        down (their worker is gone though their status says they ran)."""
+        for entry in self.registry.entries():
+            action = entry.config.automatic_start_action
+            if _running(entry) or action == AutomaticStartAction.NOTHING:
+                continue
+            if (
+                action == AutomaticStartAction.START_IF_RUNNING
+                and entry.config.id not in interrupted
+            ):
+                continue
+            try:
+                job = await self.power(PowerVm(entry.config.id, Power.START))
+            except PyhvError as err:
+                log.warning("automatic start of VM %s refused: %s", entry.config.name, err)
+                continue
+            log.info("automatic start of VM %s: job %s", entry.config.name, job.id)
 
     async def close(self) -> None:
         if self._scanner is not None:
@@ -141,18 +173,27 @@ class VmManager:
 
     # -- reads: memory only -------------------------------------------------------------------
 
-    def list_json(self) -> bytes:
-        """``GET /vms`` as bytes, rebuilt only after a change, so listing thousands stays cheap."""
+    def list_json(self) -> tuple[str, bytes]:
+        """``GET /vms`` as bytes and its entity tag, rebuilt only after a change, so listing
+        thousands of VMs stays cheap and pollers can ask for 304."""
         version = self.registry.version
         if self._listing is None or self._listing[0] != version:
             rows = [summarize(e.config, e.status) for e in self.registry.entries()]
             self._listing = (version, _LISTING.dump_json(rows))
-        return self._listing[1]
+        return f'"{self._instance}-{version}"', self._listing[1]
 
     def get(self, ref: str) -> VmView:
         """:raises NotFoundError: for an unknown name or id."""
         entry = self.registry.get(ref)
         return VmView(config=entry.config, status=entry.status, policy=entry.policy)
+
+    def get_json(self, ref: str) -> bytes:
+        """``GET /vms/{id}`` as bytes, serialized once per change of the VM."""
+        entry = self.registry.get(ref)
+        if entry.view_json is None:
+            view = VmView(config=entry.config, status=entry.status, policy=entry.policy)
+            entry.view_json = view.model_dump_json().encode()
+        return entry.view_json
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -220,17 +261,31 @@ class VmManager:
             memory or processor reserves cannot honor.
         """
         entry = self.registry.get(cmd.vm)
-        vm_id, name = entry.config.id, entry.config.name
-        if (busy := self._busy.get(vm_id)) is not None:
-            raise ConflictError(
-                f"VM {name!r} is busy with {busy.operation} (job {busy.id}): "
-                "wait for it or cancel it"
-            )
-        step = STEPS[cmd.op]
-        transition(entry.status.state, step.action, name)
+        self.check_idle(entry)
+        transition(entry.status.state, STEPS[cmd.op].action, entry.config.name)
         if cmd.op is Power.START:
             self._admit(entry)
-        job = self.jobs.submit(cmd.op.value, vm_id, partial(self._carry_out, vm_id, cmd.op))
+        vm_id = entry.config.id
+        return self.submit_exclusive(vm_id, cmd.op.value, partial(self._carry_out, vm_id, cmd.op))
+
+    def check_idle(self, entry: VmEntry) -> None:
+        """:raises ConflictError: while another job works on the VM."""
+        if (busy := self._busy.get(entry.config.id)) is not None:
+            raise ConflictError(
+                f"VM {entry.config.name!r} is busy with {busy.operation} (job {busy.id}): "
+                "wait for it or cancel it"
+            )
+
+    def submit_exclusive(self, vm_id: str, operation: str, run: Operation) -> Job:
+        """A job that holds the VM until it ends: no second power or export job meanwhile."""
+
+        async def exclusive(ctx: JobContext) -> None:
+            try:
+                await run(ctx)
+            finally:
+                self._busy.pop(vm_id, None)
+
+        job = self.jobs.submit(operation, vm_id, exclusive)
         self._busy[vm_id] = job
         return job
 
@@ -247,24 +302,21 @@ class VmManager:
             admit_memory(name, entry.config.memory_startup_mib, self._available_memory_mib())
 
     async def _carry_out(self, vm_id: str, op: Power, ctx: JobContext) -> None:
-        try:
-            entry = self.registry.get(vm_id)
-            step = STEPS[op]
-            if op is Power.START:
-                restore = entry.status.state == VmState.SAVED
-                launch = asyncio.to_thread(self.supervisor.launch, entry.config, restore=restore)
-                await with_progress(ctx, launch, step.expected_s)
-            elif op is Power.TURN_OFF and entry.status.state == VmState.SAVED:
-                await asyncio.to_thread(discard_saved_state, self.paths, vm_id)
-            else:
-                await self._call_worker(ctx, entry, step)
-            entry = await self._settle(vm_id, step)
-            if entry.status.state not in step.target:
-                raise not_reached(entry.config.name, op, entry.status.state, entry.status.reason)
-            if op is Power.START:
-                await self._apply_cgroup(entry)
-        finally:
-            self._busy.pop(vm_id, None)
+        entry = self.registry.get(vm_id)
+        step = STEPS[op]
+        if op is Power.START:
+            restore = entry.status.state == VmState.SAVED
+            launch = asyncio.to_thread(self.supervisor.launch, entry.config, restore=restore)
+            await with_progress(ctx, launch, step.expected_s)
+        elif op is Power.TURN_OFF and entry.status.state == VmState.SAVED:
+            await asyncio.to_thread(discard_saved_state, self.paths, vm_id)
+        else:
+            await self._call_worker(ctx, entry, step)
+        entry = await self._settle(vm_id, step)
+        if entry.status.state not in step.target:
+            raise not_reached(entry.config.name, op, entry.status.state, entry.status.reason)
+        if op is Power.START:
+            await self._apply_cgroup(entry)
 
     async def _call_worker(self, ctx: JobContext, entry: VmEntry, step: Step) -> None:
         assert step.worker_op is not None
@@ -334,14 +386,6 @@ class VmManager:
                 f"cannot {verb} VM {entry.config.name!r}: it is {entry.status.state}; start it"
             )
         return entry
-
-
-def discard_saved_state(paths: HomePaths, vm_id: str) -> None:
-    """Turning off a Saved VM drops its memory image; no worker runs to do it, so pyhvd does."""
-    paths.vm_saved_state(vm_id).unlink(missing_ok=True)
-    write_status(
-        paths.vm_status(vm_id), VmStatus(state=VmState.OFF, reason="saved state discarded")
-    )
 
 
 def _running(entry: VmEntry) -> bool:

@@ -17,7 +17,12 @@ from pyhv.errors import ConfigError, NotFoundError
 from pyhv.model import VmConfig, VmState, VmStatus, parse_vm_config
 from pyhv.paths import HomePaths
 from pyhv.service.policies import ProcessorPolicy
-from pyhv.worker.status_file import current_status
+from pyhv.worker.status_file import (
+    current_status,
+    read_status_file,
+    worker_alive,
+    write_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ class VmEntry:
     status: VmStatus
     policy: ProcessorPolicy
     seen: Seen = field(default_factory=Seen)
+    view_json: bytes | None = field(default=None, repr=False)  # GET /vms/{id}, until a change
 
 
 @dataclass
@@ -75,6 +81,29 @@ def write_policy(paths: HomePaths, vm_id: str, policy: ProcessorPolicy) -> None:
 def policy_path(paths: HomePaths, vm_id: str) -> Path:
     """Resource controls live beside vm.json, so removing the VM removes them."""
     return paths.vm_dir(vm_id) / "policy.json"
+
+
+def discard_saved_state(paths: HomePaths, vm_id: str) -> None:
+    """Turning off a Saved VM drops its memory image; no worker runs to do it, so pyhvd does."""
+    paths.vm_saved_state(vm_id).unlink(missing_ok=True)
+    write_status(
+        paths.vm_status(vm_id), VmStatus(state=VmState.OFF, reason="saved state discarded")
+    )
+
+
+def interrupted_vms(paths: HomePaths) -> set[str]:
+    """VMs whose status file says they ran while their worker is gone (the host went down)."""
+    found = set()
+    if paths.vms_dir.is_dir():
+        for vm_dir in paths.vms_dir.iterdir():
+            recorded = read_status_file(paths.vm_status(vm_dir.name))
+            if (
+                recorded is not None
+                and recorded.state in _ALIVE
+                and not worker_alive(recorded.worker_pid, vm_dir.name)
+            ):
+                found.add(vm_dir.name)
+    return found
 
 
 def scan(paths: HomePaths, seen: dict[str, Seen]) -> ScanResult:
@@ -138,6 +167,7 @@ class VmRegistry:
             del self._by_name[old.config.name]
         entry = old or VmEntry(config, VmStatus(), policy or ProcessorPolicy())
         entry.config = config
+        entry.view_json = None
         if policy is not None:
             entry.policy = policy
         entry.seen = replace(entry.seen, config=stamp or _stamp(self.paths.vm_config(config.id)))
@@ -152,6 +182,7 @@ class VmRegistry:
         entry.seen = replace(entry.seen, status=stamp, alive=status.state in _ALIVE)
         before = (entry.status.state, entry.status.critical, entry.status.reason)
         entry.status = status
+        entry.view_json = None
         changed = before != (status.state, status.critical, status.reason)
         self.version += changed
         return changed

@@ -8,6 +8,7 @@ the partial update of PATCH, and the exec call.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -112,3 +113,37 @@ class ExecOutput(BaseModel):
     stdout: str
     stderr: str
     signal: int | None = None
+
+
+class ImportMode(StrEnum):
+    """Import-VM's three ways: use the files where they are, copy them, copy with a new id."""
+
+    REGISTER = "register"
+    COPY = "copy"
+    COPY_NEW_ID = "copy-new-id"
+
+
+class ExportRequest(BaseModel):
+    """``POST /vms/{id}/export``: a folder (inside a storage root) that does not exist yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+
+
+class ImportRequest(BaseModel):
+    """``POST /vms/import`` and ``/vms/import/report``: an export folder and how to take it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    mode: ImportMode = ImportMode.REGISTER
+
+
+class CompatibilityReport(BaseModel):
+    """Compare-VM: what would keep the export from importing or starting on this host."""
+
+    vm_id: str
+    name: str
+    compatible: bool
+    problems: list[str]

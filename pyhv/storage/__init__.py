@@ -23,14 +23,18 @@ from pyhv.storage.image import (
 from pyhv.storage.probe import detect_format
 
 
-def open_image(path: str | os.PathLike[str], writable: bool = False) -> DiskImage:
+def open_image(
+    path: str | os.PathLike[str], writable: bool = False, *, lock: bool = True
+) -> DiskImage:
     """Open an image of any format with its whole parent chain (parents read-only).
 
-    The format comes from the content. Use it as a context manager.
+    The format comes from the content. Use it as a context manager. Every file of the chain is
+    locked against other processes (:mod:`pyhv.storage.locks`) unless ``lock`` is False.
 
     :raises NotFoundError, InvalidFormat, CorruptImage, UnsupportedFeature, ParentError:
+    :raises ConflictError: a file of the chain is in use by another process (a running VM).
     """
-    return open_chain(path, writable)
+    return open_chain(path, writable, lock=lock)
 
 
 __all__ = [

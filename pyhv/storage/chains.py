@@ -15,6 +15,7 @@ from typing import cast
 from pyhv.errors import InvalidFormat, NotFoundError, ParentError, UnsupportedFeature
 from pyhv.storage.formats import Differencing, FormatDriver
 from pyhv.storage.image import DiskImage, DiskType, ImageFormat
+from pyhv.storage.locks import lock_image
 from pyhv.storage.probe import detect_format
 
 _MODULES = {
@@ -38,12 +39,17 @@ def driver_for(fmt: ImageFormat) -> FormatDriver:
         raise UnsupportedFeature(f"{fmt.value} images are not supported by this build") from e
 
 
-def open_layer(path: str | os.PathLike[str], writable: bool = False) -> DiskImage:
+def open_layer(
+    path: str | os.PathLike[str], writable: bool = False, *, lock: bool = True
+) -> DiskImage:
     """Open one file by its content, without its parent (structure-only inspection).
 
     A file named .vhd/.vhdx whose content is not that format is refused rather than taken as raw.
+    ``lock`` takes the file's cross-process lock (:mod:`pyhv.storage.locks`) until the image is
+    closed; ``lock=False`` only inspects (a disk list reading the header of a disk in use).
 
     :raises NotFoundError, InvalidFormat, CorruptImage, UnsupportedFeature:
+    :raises ConflictError: another process uses the file in a conflicting way.
     """
     p = Path(path)
     if not p.exists():
@@ -55,24 +61,34 @@ def open_layer(path: str | os.PathLike[str], writable: bool = False) -> DiskImag
     if fmt == ImageFormat.RAW and expected is not None:
         what = "VHD footer ('conectix')" if expected == ImageFormat.VHD else "'vhdxfile' signature"
         raise InvalidFormat(f"{p}: not a {expected.value.upper()} file (no {what})")
-    return driver_for(fmt).open_layer(p, writable)
+    held = lock_image(p, exclusive=writable) if lock else None
+    try:
+        image = driver_for(fmt).open_layer(p, writable)
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    image.file_lock = held
+    return image
 
 
-def open_chain(path: str | os.PathLike[str], writable: bool = False) -> DiskImage:
-    """Open ``path`` and every ancestor (ancestors always read-only).
+def open_chain(
+    path: str | os.PathLike[str], writable: bool = False, *, lock: bool = True
+) -> DiskImage:
+    """Open ``path`` and every ancestor (ancestors always read-only, shared-locked).
 
     :raises ParentError: parent missing, loop, or identity mismatch.
     """
-    top = open_layer(path, writable)
+    top = open_layer(path, writable, lock=lock)
     try:
-        _attach_ancestors(top, {os.path.realpath(path)})
+        _attach_ancestors(top, {os.path.realpath(path)}, lock)
     except BaseException:
         top.close()
         raise
     return top
 
 
-def _attach_ancestors(child: DiskImage, seen: set[str]) -> None:
+def _attach_ancestors(child: DiskImage, seen: set[str], lock: bool) -> None:
     while child.disk_type == DiskType.DIFFERENCING:
         diff = cast(Differencing, child)
         parent_path = _find_parent(child.path, diff.parent_candidates())
@@ -80,7 +96,7 @@ def _attach_ancestors(child: DiskImage, seen: set[str]) -> None:
         if real in seen:
             raise ParentError(f"{child.path}: parent loop: {parent_path} is already in the chain")
         seen.add(real)
-        parent = open_layer(parent_path, writable=False)
+        parent = open_layer(parent_path, writable=False, lock=lock)
         try:
             if parent.identity != diff.parent_identity:
                 raise ParentError(

@@ -27,9 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyhv.errors import OutOfBounds
+
+if TYPE_CHECKING:
+    from pyhv.storage.locks import FileLock
 
 
 class ImageFormat(enum.StrEnum):
@@ -113,6 +116,7 @@ class DiskImage(ABC):
     path: Path
     writable: bool
     parent: DiskImage | None = None
+    file_lock: FileLock | None = None  # set by the chain layer; released on close
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -185,6 +189,8 @@ class DiskImage(ABC):
         try:
             self._close()
         finally:
+            if self.file_lock is not None:
+                self.file_lock.release()
             if self.parent is not None:
                 self.parent.close()
 

@@ -7,6 +7,7 @@ line it wrote there.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 from pyhv.errors import PyhvError
 from pyhv.model import VmConfig
 from pyhv.paths import HomePaths
+from pyhv.storage.locks import HOLDER_ENV
 from pyhv.worker.client import WorkerClient
 from pyhv.worker.process import tail_line
 
@@ -56,6 +58,7 @@ def start_worker(
             stderr=log,
             start_new_session=True,
             close_fds=True,
+            env={**os.environ, HOLDER_ENV: f"VM '{config.name}'"},
         )
     client = WorkerClient(paths.run_dir(config.id) / "control.sock", config.name)
     deadline = time.monotonic() + timeout

@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyhv.errors import ConfigError, PyhvError, QmpError, StateError, UsageError
-from pyhv.model import DiskAttachment, VmState
+from pyhv.errors import PyhvError, QmpError, StateError, UsageError
+from pyhv.model import VmState
 from pyhv.worker import qmp as q
 from pyhv.worker.control import Handler, StreamHandler
+from pyhv.worker.disk_ops import DiskOps
 from pyhv.worker.states import Action, Event
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SHUTDOWN_TIMEOUT_S = 60.0
 QUIT_TIMEOUT_S = 10.0
-HOT_REMOVE_TIMEOUT_S = 30.0
 
 
 class WorkerOps:
@@ -43,8 +43,7 @@ class WorkerOps:
             "save": self.save,
             "exec": self.exec,
             "wait_console": self.wait_console,
-            "disk_add": self.disk_add,
-            "disk_remove": self.disk_remove,
+            **DiskOps(self.w).handlers(),
         }
         return handlers, {"console": self.console}
 
@@ -172,44 +171,6 @@ class WorkerOps:
             "stdout": base64.b64encode(result.stdout).decode(),
             "stderr": base64.b64encode(result.stderr).decode(),
         }
-
-    def _running_or_paused(self, what: str) -> q.Qmp:
-        if self.w.status.state not in (VmState.RUNNING, VmState.PAUSED):
-            raise StateError(
-                f"cannot {what} VM '{self.w.config.name}': it is {self.w.status.state}"
-            )
-        return self._qmp()
-
-    async def disk_add(self, args: dict[str, Any]) -> Any:
-        """Hot-add: the caller records the disk in vm.json; the worker keeps its copy in step."""
-        qmp = self._running_or_paused("hot-add a disk to")
-        controller = int(args.get("controller", 0))
-        if not 0 <= controller < len(self.w.config.scsi_controllers):
-            raise ConfigError(f"VM '{self.w.config.name}' has no SCSI controller {controller}")
-        disk = DiskAttachment.model_validate({k: v for k, v in args.items() if k != "controller"})
-        await self.w.disks.hot_add(qmp, controller, disk)
-        self.w.config.scsi_controllers[controller].disks.append(disk)
-        return {"controller": controller, "slot": disk.slot}
-
-    async def disk_remove(self, args: dict[str, Any]) -> Any:
-        qmp = self._running_or_paused("hot-remove a disk from")
-        controller, slot = int(args.get("controller", 0)), int(args["slot"])
-
-        async def unplugged(fut: asyncio.Future[None]) -> None:
-            try:
-                await asyncio.wait_for(fut, HOT_REMOVE_TIMEOUT_S)
-            except TimeoutError:
-                raise StateError(
-                    f"VM '{self.w.config.name}': QEMU did not unplug SCSI {controller}:{slot}"
-                ) from None
-
-        def deleted(device_id: str) -> asyncio.Future[None]:
-            return asyncio.ensure_future(unplugged(self.w.device_deleted(device_id)))
-
-        await self.w.disks.hot_remove(qmp, controller, slot, deleted)
-        ctl = self.w.config.scsi_controllers[controller]
-        ctl.disks = [d for d in ctl.disks if d.slot != slot]
-        return {"controller": controller, "slot": slot}
 
     async def wait_console(self, args: dict[str, Any]) -> Any:
         """True once the text appeared on the console during this run, False on timeout."""

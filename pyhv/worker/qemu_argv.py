@@ -21,6 +21,7 @@ QEMU_BINARY = "qemu-system-x86_64"
 NBD_RECONNECT_DELAY_S = 10  # QEMU retries the provider this long after it goes away
 HOTPLUG_ROOT_PORTS = 4  # free PCIe slots for hot-added NICs and controllers
 GUEST_AGENT_PORT = "org.qemu.guest_agent.0"
+DVD_DEVICE_ID = "dvd0"
 _CPU_MODEL = {"tcg": "max", "kvm": "host"}
 
 Options = dict[str, Any]
@@ -87,8 +88,9 @@ def plan_disk(
     qos: DiskAttachment | None = None,
     bootindex: int | None = None,
 ) -> DiskPlan:
-    """NBD client node, a throttle filter on top when the disk has QoS limits, and the
-    ``scsi-hd`` (scsi-id = slot) on its controller."""
+    """NBD client node, a throttle filter on top, and the ``scsi-hd`` (scsi-id = slot) on its
+    controller. Every disk gets its own throttle group, limits or not, so QoS can be set on a
+    running VM with ``qom-set`` (a filter cannot be inserted under a running device)."""
     c, s = wiring.controller, wiring.slot
     top = disk_node(c, s)
     nbd: Options = {
@@ -100,24 +102,15 @@ def plan_disk(
         "read-only": wiring.read_only,
         "discard": "unmap",
     }
-    objects: list[Options] = []
-    blockdevs = [nbd]
-    limits = _throttle_limits(qos)
-    if limits:
-        group = f"tg{c}-{s}"
-        objects.append({"qom-type": "throttle-group", "id": group, **limits})
-        blockdevs.append(
-            {
-                "driver": "throttle",
-                "node-name": top,
-                "throttle-group": group,
-                "file": nbd["node-name"],
-                "read-only": wiring.read_only,
-                "discard": "unmap",
-            }
-        )
-    else:
-        nbd["node-name"] = top
+    group = throttle_group_id(c, s)
+    throttle: Options = {
+        "driver": "throttle",
+        "node-name": top,
+        "throttle-group": group,
+        "file": nbd["node-name"],
+        "read-only": wiring.read_only,
+        "discard": "unmap",
+    }
     device: Options = {
         "driver": "scsi-hd",
         "id": disk_device_id(c, s),
@@ -128,10 +121,16 @@ def plan_disk(
     }
     if bootindex is not None:
         device["bootindex"] = bootindex
-    return DiskPlan(objects=objects, blockdevs=blockdevs, device=device)
+    group_object = {"qom-type": "throttle-group", "id": group, **throttle_limits(qos)}
+    return DiskPlan(objects=[group_object], blockdevs=[nbd, throttle], device=device)
 
 
-def _throttle_limits(qos: DiskAttachment | None) -> Options:
+def throttle_group_id(controller: int, slot: int) -> str:
+    return f"tg{controller}-{slot}"
+
+
+def throttle_limits(qos: DiskAttachment | None) -> Options:
+    """The throttle group's ``x-`` properties for the disk's limits; none means unlimited."""
     if qos is None:
         return {}
     limits: Options = {}
@@ -147,7 +146,7 @@ def boot_indexes(config: VmConfig) -> dict[str, int]:
     VM does not have are skipped. Index 0 stays free for QEMU's direct kernel boot."""
     devices: dict[str, str] = {}
     if config.dvd is not None:
-        devices["dvd"] = "dvd0"
+        devices["dvd"] = DVD_DEVICE_ID
     disks = config.disks()
     if disks:
         c, first = disks[0]
@@ -292,19 +291,29 @@ def _storage(config: VmConfig, run: RuntimeLayout, disks: Sequence[DiskWiring]) 
         argv += [a for b in plan.blockdevs for a in ("-blockdev", render(b))]
         argv += ["-device", render(plan.device, "driver")]
     if config.dvd is not None:
-        argv += _dvd(config.dvd, boot.get("dvd0"))
+        argv += _dvd(config.dvd, boot.get(DVD_DEVICE_ID))
     return argv
 
 
-def _dvd(dvd: DvdDrive, bootindex: int | None) -> list[str]:
+def dvd_device(dvd: DvdDrive, bootindex: int | None, drive: str | None = None) -> Options:
+    """The ``scsi-cd``; without ``drive`` it is empty until QMP's ``blockdev-change-medium``."""
     device: Options = {
         "driver": "scsi-cd",
-        "id": "dvd0",
+        "id": DVD_DEVICE_ID,
         "bus": f"scsi{dvd.controller}.0",
         "scsi-id": dvd.slot,
         "lun": 0,
     }
+    if drive is not None:
+        device["drive"] = drive
+    if bootindex is not None:
+        device["bootindex"] = bootindex
+    return device
+
+
+def _dvd(dvd: DvdDrive, bootindex: int | None) -> list[str]:
     argv: list[str] = []
+    drive = None
     if dvd.path is not None:
         media = {
             "driver": "raw",
@@ -313,10 +322,8 @@ def _dvd(dvd: DvdDrive, bootindex: int | None) -> list[str]:
             "file": {"driver": "file", "filename": str(dvd.path)},
         }
         argv += ["-blockdev", render(media)]
-        device["drive"] = "dvd0-media"
-    if bootindex is not None:
-        device["bootindex"] = bootindex
-    return [*argv, "-device", render(device, "driver")]
+        drive = "dvd0-media"
+    return [*argv, "-device", render(dvd_device(dvd, bootindex, drive), "driver")]
 
 
 def _kernel(config: VmConfig) -> list[str]:

@@ -12,11 +12,13 @@ from pyhv.service.auth import Authenticator, Principal, Right, check_right
 from pyhv.service.events import EventBus
 from pyhv.service.jobs import Jobs
 from pyhv.service.manager import VmManager
+from pyhv.service.porting import VmPorter
 
 
 @dataclass(frozen=True)
 class Services:
     manager: VmManager
+    porter: VmPorter
     jobs: Jobs
     events: EventBus
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response, status
 
 from pyhv.model import VmStats
 from pyhv.service.api.deps import Admin, Operator, Reader, Svc
@@ -13,10 +15,18 @@ from pyhv.service.schemas import ExecOutput, ExecRequest, VmCreate, VmPatch, VmS
 router = APIRouter(prefix="/vms", tags=["vms"])
 
 
-@router.get("", response_model=list[VmSummary], dependencies=[Reader])
-def list_vms(svc: Svc) -> Response:
-    """Every VM with its state (Get-VM)."""
-    return Response(svc.manager.list_json(), media_type="application/json")
+@router.get(
+    "",
+    response_model=list[VmSummary],
+    dependencies=[Reader],
+    responses={304: {"description": "unchanged since the ETag given in If-None-Match"}},
+)
+def list_vms(svc: Svc, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """Every VM with its state (Get-VM); send the last ETag back to get 304 when unchanged."""
+    etag, body = svc.manager.list_json()
+    if if_none_match == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
@@ -28,10 +38,10 @@ async def create_vm(body: VmCreate, svc: Svc, response: Response) -> VmView:
     return view
 
 
-@router.get("/{vm}", dependencies=[Reader])
-def get_vm(vm: str, svc: Svc) -> VmView:
-    """One VM by id or name."""
-    return svc.manager.get(vm)
+@router.get("/{vm}", response_model=VmView, dependencies=[Reader])
+def get_vm(vm: str, svc: Svc) -> Response:
+    """One VM by id or name: configuration, status and resource controls."""
+    return Response(svc.manager.get_json(vm), media_type="application/json")
 
 
 @router.patch("/{vm}", dependencies=[Admin])

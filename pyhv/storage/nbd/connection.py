@@ -76,8 +76,9 @@ class Connection:
         self._find_export = find_export
         self._names = names
         self._phase = Phase.HANDSHAKE
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._pending = 0
+        self._pending = 0  # requests handed to the pool, not yet counted out
+        self._room = asyncio.Event()  # set while fewer than MAX_IN_FLIGHT are pending
+        self._room.set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._structured = False
@@ -142,7 +143,8 @@ class Connection:
         info = export.info
         debug = self._debug
         while True:
-            await self._writer.drain()
+            if self._writer.congested:
+                await self._writer.drain()
             req = p.parse_request(await readexactly(p.REQUEST.size))
             self._pool.run_completions()  # the loop is awake anyway: do the bookkeeping now
             payload = b""
@@ -159,10 +161,9 @@ class Connection:
             if error:
                 self._send_error(req, error, "invalid request")
                 continue
-            if self._slots.locked():
-                await self._pool.settle(self._slots.acquire())
-            else:
-                await self._slots.acquire()
+            if self._pending >= MAX_IN_FLIGHT:
+                self._room.clear()
+                await self._pool.settle(self._room.wait())
             while not export.try_begin():
                 await export.wait_open()
             func, op = COMMANDS[req.type]
@@ -211,8 +212,8 @@ class Connection:
     ) -> None:
         """Completion callback (loop thread): count the request out and account for it."""
         export.end()
-        self._slots.release()
         self._pending -= 1
+        self._room.set()
         if self._pending == 0:
             self._idle.set()
         if isinstance(exc, _Failed):

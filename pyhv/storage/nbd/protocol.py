@@ -166,11 +166,6 @@ def parse_client_flags(buf: bytes) -> int:
     return int(flags)
 
 
-def pack_option(option: int, data: bytes = b"") -> bytes:
-    """A client option (the test clients use this)."""
-    return OPTION_HEADER.pack(IHAVEOPT, option, len(data)) + data
-
-
 def parse_option_header(buf: bytes) -> tuple[int, int]:
     """``(option, length)`` of a client option header.
 
@@ -186,14 +181,6 @@ def parse_option_header(buf: bytes) -> tuple[int, int]:
 
 def pack_option_reply(option: int, reply_type: int, data: bytes = b"") -> bytes:
     return _OPTION_REPLY.pack(REPLY_MAGIC, option, reply_type, len(data)) + data
-
-
-def parse_option_reply(buf: bytes) -> tuple[int, int, int]:
-    """``(option, reply type, length)`` of an option reply header (the client side)."""
-    magic, option, reply_type, length = _OPTION_REPLY.unpack(buf)
-    if magic != REPLY_MAGIC:
-        raise NbdProtocolError(f"nbd: bad option reply magic {magic:#x}")
-    return int(option), int(reply_type), int(length)
 
 
 def pack_export_name_reply(size: int, flags: int, no_zeroes: bool) -> bytes:
@@ -256,12 +243,6 @@ class _Cursor:
             raise NbdProtocolError("nbd: option payload has trailing bytes")
 
 
-def pack_info_request(name: str, info_types: Iterable[int] = ()) -> bytes:
-    raw = name.encode()
-    types = tuple(info_types)
-    return _U32.pack(len(raw)) + raw + _U16.pack(len(types)) + b"".join(_U16.pack(t) for t in types)
-
-
 def parse_info_request(data: bytes) -> InfoRequest:
     """:raises NbdProtocolError: when the NBD_OPT_INFO/GO payload is malformed."""
     cur = _Cursor(data)
@@ -270,13 +251,6 @@ def parse_info_request(data: bytes) -> InfoRequest:
     types = tuple(cur.u16() for _ in range(count))
     cur.end()
     return InfoRequest(name, types)
-
-
-def pack_meta_context_request(name: str, queries: Iterable[str]) -> bytes:
-    raw = name.encode()
-    qs = [q.encode() for q in queries]
-    body = b"".join(_U32.pack(len(q)) + q for q in qs)
-    return _U32.pack(len(raw)) + raw + _U32.pack(len(qs)) + body
 
 
 def parse_meta_context_request(data: bytes) -> MetaContextRequest:
@@ -290,8 +264,6 @@ def parse_meta_context_request(data: bytes) -> MetaContextRequest:
 
 
 # -- transmission packing/parsing ----------------------------------------------------------------
-def pack_request(flags: int, cmd: int, handle: int, offset: int, length: int) -> bytes:
-    return REQUEST.pack(NBD_REQUEST_MAGIC, flags, cmd, handle, offset, length)
 
 
 def parse_request(buf: bytes) -> Request:
@@ -349,31 +321,6 @@ def pack_block_status_chunk(
         )
         + payload
     )
-
-
-def parse_simple_reply(buf: bytes) -> tuple[int, int]:
-    """``(error, handle)`` of a simple reply (the client side)."""
-    magic, error, handle = SIMPLE_REPLY.unpack(buf)
-    if magic != NBD_SIMPLE_REPLY_MAGIC:
-        raise NbdProtocolError(f"nbd: bad simple reply magic {magic:#x}")
-    return int(error), int(handle)
-
-
-def parse_chunk_header(buf: bytes) -> tuple[int, int, int, int]:
-    """``(flags, type, handle, length)`` of a structured reply chunk (the client side)."""
-    magic, flags, rtype, handle, length = CHUNK_HEADER.unpack(buf)
-    if magic != NBD_STRUCTURED_REPLY_MAGIC:
-        raise NbdProtocolError(f"nbd: bad structured reply magic {magic:#x}")
-    return int(flags), int(rtype), int(handle), int(length)
-
-
-def parse_block_status_payload(data: bytes) -> tuple[int, list[tuple[int, int]]]:
-    """``(context id, [(length, status), …])`` of a BLOCK_STATUS chunk (the client side)."""
-    if len(data) < 4 or (len(data) - 4) % _DESCRIPTOR.size:
-        raise NbdProtocolError(f"nbd: block status payload of {len(data)} bytes")
-    (context_id,) = _U32.unpack_from(data)
-    pairs = [(int(n), int(s)) for n, s in _DESCRIPTOR.iter_unpack(data[4:])]
-    return int(context_id), pairs
 
 
 # -- transmission rules (what to answer, before touching the image) ------------------------------

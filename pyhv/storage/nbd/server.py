@@ -223,7 +223,10 @@ class NbdServer:
         assert self._pool is not None
         conn = Connection(sock, self._pool, self._find_export, self.exports)
         conn.task = asyncio.current_task()
-        await conn.run()
+        try:
+            await conn.run()
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("nbd: connection failed")
 
 
 def _bind_private_socket(path: Path) -> socket.socket:

@@ -186,6 +186,11 @@ class ReplyWriter:
                 self._watching = True
                 self._loop.call_soon_threadsafe(self._watch)
 
+    @property
+    def congested(self) -> bool:
+        """More than the high-water mark is queued, or sending failed: time to ``drain``."""
+        return self._queued > self._high_water or self.error is not None
+
     async def drain(self, limit: int | None = None) -> None:
         """Wait until at most ``limit`` bytes (default: the high-water mark) are queued.
 

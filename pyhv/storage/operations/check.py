@@ -18,6 +18,7 @@ from pyhv.storage import detect_format, driver_for, open_layer
 from pyhv.storage.chains import _find_parent as find_parent
 from pyhv.storage.formats import Differencing
 from pyhv.storage.image import DiskImage, DiskType
+from pyhv.storage.locks import lock_image
 
 REPAIRED = "(repaired)"  # how a format marks a problem its repair fixed
 
@@ -61,7 +62,13 @@ def check_chain(path: str | os.PathLike[str], repair: bool = False) -> list[str]
 def _open_checked(path: Path, repair: bool, problems: list[str]) -> DiskImage | None:
     """The format's own check, then the file opened alone; None when it cannot be opened."""
     try:
-        found = driver_for(detect_format(path)).check(path, repair)
+        # A repair writes the file behind the image layer's back: lock it like a writable open.
+        held = lock_image(path, exclusive=True) if repair else None
+        try:
+            found = driver_for(detect_format(path)).check(path, repair)
+        finally:
+            if held is not None:
+                held.release()
         problems.extend(_with_path(path, line) for line in found)
         return open_layer(path)
     except PyhvError as e:

@@ -2,7 +2,8 @@
 
 The new image is built under a hidden temporary name next to the target and gets its real name
 only when complete and flushed, so a failed or killed convert never leaves a half-written file
-at the target path.
+at the target path. A killed convert cannot remove its temporary file; the next convert to the
+same target does.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def convert_image(
             block_size=block_size,
             logical_sector_size=logical_sector_size or source.logical_sector_size,
         )
-        tmp = dst_path.with_name(f".{dst_path.stem}.{os.getpid()}.partial{dst_path.suffix}")
+        remove_stale_partials(dst_path)
+        tmp = partial_name(dst_path, os.getpid())
         try:
             create_image(tmp, spec)
             with open_image(tmp, writable=True) as target:
@@ -77,3 +79,30 @@ def default_type(source: DiskImage) -> DiskType:
     if source.format != ImageFormat.RAW and source.disk_type == DiskType.FIXED:
         return DiskType.FIXED
     return DiskType.DYNAMIC
+
+
+def partial_name(dst: Path, pid: int) -> Path:
+    """Where process ``pid`` builds ``dst``: hidden, and with ``dst``'s extension (the format)."""
+    return dst.with_name(f".{dst.stem}.{pid}.partial{dst.suffix}")
+
+
+def remove_stale_partials(dst: Path) -> None:
+    """Delete what killed converts to ``dst`` left behind; a file whose process lives stays."""
+    prefix, suffix = f".{dst.stem}.", f".partial{dst.suffix}"
+    for path in dst.parent.iterdir():
+        name = path.name
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        pid = name[len(prefix) : -len(suffix)]
+        if pid.isdigit() and not _alive(int(pid)):
+            remove_quietly(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    return True

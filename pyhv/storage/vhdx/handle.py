@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pyhv.errors import ConflictError, NotFoundError, StorageError, UsageError
+from pyhv.storage.fileio import punch_hole
 from pyhv.units import MiB
 
 OVERLAY_SECTOR = 4096
@@ -106,6 +107,12 @@ class VhdxFile:
             if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                 with os_errors(self.path, "allocate"):
                     raise
+
+    def punch(self, offset: int, length: int) -> None:
+        """Give the range's space back to the file system (it reads as zeros); a no-op where
+        the file system cannot."""
+        with os_errors(self.path, "deallocate"):
+            punch_hole(self.fd, offset, length)
 
     def size(self) -> int:
         with os_errors(self.path, "stat"):

@@ -153,9 +153,15 @@ class VhdxImage(DiskImage):
         self._dirty_bat.add(index * s.BAT_ENTRY_SIZE // SECTOR)
 
     def _release_block(self, block: int, entry: int) -> None:
-        """Give up a block's storage. Its sector-bitmap bits are cleared too, so a later partial
-        allocation of the block does not inherit stale "present" sectors."""
-        self._set_entry(self.geometry.payload_index(block), entry)
+        """Give up a block's storage: its file space goes back to the file system at once (a
+        crash before the BAT commit then shows zeros there, which discard and write_zeroes
+        allow). Sector-bitmap bits are cleared too, so a later partial allocation of the block
+        does not inherit stale "present" sectors."""
+        index = self.geometry.payload_index(block)
+        old = self.bat[index]
+        self._set_entry(index, entry)
+        if old & s.BAT_STATE_MASK in batlib.PRESENT_STATES:
+            self.file.punch(batlib.entry_offset(old), self.geometry.block_size)
         chunk, byte0 = self.geometry.bitmap_location(block)
         index = self.geometry.bitmap_index(chunk)
         if self.params.has_parent and self.bat[index] & s.BAT_STATE_MASK == s.BitmapState.PRESENT:

@@ -297,3 +297,16 @@ def test_set_parent_refuses_a_disk_of_another_identity(tmp_path: Path) -> None:
     sha = file_sha(child)
     assert "identity" in one_error_line(pyhv("set-parent", child, "--parent", other))
     assert file_sha(child) == sha
+
+
+def test_real_qemu_vhd_info_and_convert(tmp_path: Path) -> None:
+    """ext2.vhd (written by qemu, CHS-sized) from the shared test vectors, end to end."""
+    src = tmp_path / "ext2.vhd"
+    shutil.copy("/work/shared/testdata/vhd/ext2.vhd", src)
+    doc = info(src)
+    assert (doc["format"], doc["type"], doc["virtual_size"]) == ("vhd", "dynamic", 4212736)
+    ok("convert", src, tmp_path / "ext2.img")
+    assert file_sha(tmp_path / "ext2.img") == (
+        "870be7ae16c1fa8faab05c6eb9205dc9a7ae35c5f552c5cf8a267c0bc6a5cb99"
+    )
+    assert "no problems" in ok("check", src)

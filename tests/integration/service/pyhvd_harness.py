@@ -36,6 +36,7 @@ class Pyhvd:
     home: Path
     env: dict[str, str]
     tcp_port: int | None = None
+    tls: tuple[Path, Path] | None = None  # certificate, key
     proc: subprocess.Popen[bytes] | None = None
     clients: list[PyhvClient] = field(default_factory=list)
 
@@ -51,6 +52,8 @@ class Pyhvd:
         argv = [sys.executable, "-m", "pyhv.service", "--home", str(self.home)]
         if self.tcp_port is not None:
             argv += ["--tcp", f"127.0.0.1:{self.tcp_port}"]
+        if self.tls is not None:
+            argv += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -83,7 +86,11 @@ class Pyhvd:
         return c
 
     def tcp_client(self, token: str | None) -> PyhvClient:
-        c = PyhvClient(base_url=f"http://127.0.0.1:{self.tcp_port}", token=token)
+        if self.tls is not None:
+            url = f"https://127.0.0.1:{self.tcp_port}"
+            c = PyhvClient(base_url=url, token=token, verify=str(self.tls[0]))
+        else:
+            c = PyhvClient(base_url=f"http://127.0.0.1:{self.tcp_port}", token=token)
         self.clients.append(c)
         return c
 

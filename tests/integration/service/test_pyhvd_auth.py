@@ -114,3 +114,21 @@ def test_unix_peer_outside_group_pyhv_is_refused(pyhvd: Pyhvd) -> None:
     assert r.stdout.startswith("HTTP/1.1 403 Forbidden"), r.stdout + r.stderr
     body = json.loads(r.stdout.replace("\r\n", "\n").split("\n\n", 1)[1])
     assert body["code"] == "forbidden" and "group pyhv" in body["detail"]
+
+
+def test_tls_with_tokens(pyhvd_factory: PyhvdFactory) -> None:
+    d = pyhvd_factory(tcp=True)
+    cert, key = d.home / "cert.pem", d.home / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    d.tls = (cert, key)
+    entries = [{"name": "r", "role": "reader", "token": TOKENS["reader"]}]
+    (d.home / "tokens.json").write_text(json.dumps({"tokens": entries}))
+    d.start()
+    assert d.tcp_client(TOKENS["reader"]).list_vms() == []
+    with pytest.raises(AuthenticationError):
+        d.tcp_client("wrong").list_vms()

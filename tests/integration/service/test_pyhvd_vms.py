@@ -130,8 +130,9 @@ def test_paths_are_confined(pyhvd: Pyhvd, tmp_path_factory: pytest.TempPathFacto
         c.create_vm(with_disk(str(disks / "escape.vhdx")))
     with pytest.raises(UsageError, match=r"contains '\.\.'"):
         c.create_vm(with_disk(f"{disks}/../../etc/passwd"))
-    with pytest.raises(UsageError, match="not absolute"):
-        c.create_vm(with_disk("disks/ok.vhdx"))
+    relative = {"name": "d", "scsi_controllers": [{"disks": [{"slot": 0, "path": "disks/x"}]}]}
+    r = raw(pyhvd).post("/vms", json=relative)
+    assert r.status_code in (400, 422) and "not absolute" in r.json()["detail"]
     iso = VmConfig.model_validate({"name": "d", "dvd": {"path": "/etc/shadow"}})
     with pytest.raises(PermissionDenied, match="DVD image"):
         c.create_vm(iso)
@@ -161,6 +162,16 @@ def test_extra_storage_roots(pyhvd_factory: PyhvdFactory, tmp_path: Path) -> Non
     )
     assert d.client().create_vm(config).config.name == "e"
     assert str(tmp_path) in d.client().host().storage_roots
+
+
+def test_listing_etag(pyhvd: Pyhvd) -> None:
+    client = raw(pyhvd)
+    first = client.get("/vms")
+    etag = first.headers["etag"]
+    assert client.get("/vms", headers={"If-None-Match": etag}).status_code == 304
+    pyhvd.client().create_vm(VmConfig(name="new", memory_startup_mib=64))
+    second = client.get("/vms", headers={"If-None-Match": etag})
+    assert second.status_code == 200 and second.headers["etag"] != etag
 
 
 def test_unknown_route_and_openapi(pyhvd: Pyhvd) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pyhv.errors import ParentError
 from pyhv.storage import CreateSpec, DiskType, create_image, open_image
 from pyhv.storage.operations import check_chain, merge_image
 
@@ -126,7 +127,13 @@ def verify_merge(
     # killed during a merge: the base may hold a mix, the child chain must still read right
     assert_old_or_new(read_values(base, sizes), old, flight)
     if child.exists():
-        assert_exactly(read_values(child, sizes), new, "child chain")
+        # A VHDX base fails here today: its first write gives it a new DataWriteGuid, which the
+        # child's parent_linkage does not name (see pyhv.storage.operations.merge, "Known gap").
+        try:
+            values = read_values(child, sizes)
+        except ParentError as e:
+            pytest.fail(f"child chain unreadable after a crash mid-merge: {e}")
+        assert_exactly(values, new, "child chain")
         reopen(base)
         assert check_chain(child) == []
         assert_exactly(read_values(child, sizes), new, "child chain")
@@ -160,3 +167,35 @@ def test_kill_at_random_points(tmp_path: Path, fmt: str, op: str) -> None:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL, err.decode()
         verify(op, image, state, seed)
+
+
+def test_killed_convert_never_leaves_a_partial_target(tmp_path: Path) -> None:
+    """The target name appears only complete: after a kill it is absent or whole."""
+    rng = random.Random("convert")
+    src = tmp_path / "src.img"
+    with src.open("wb") as f:
+        for _ in range(48):
+            f.write(rng.randbytes(1 << 20))
+    with open_image(src) as img:
+        expected = img.read(0, img.size)
+    for i in range(ITERATIONS):
+        dst = tmp_path / f"out{i}.vhdx"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pyhv.cli", "vhd", "convert", str(src), str(dst)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        # aim at the copy: wait for the temporary file, then kill a little later
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(tmp_path.glob(f".out{i}.*")):
+                break
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.kill()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, -signal.SIGKILL), err.decode()
+        if dst.exists():
+            assert check_chain(dst) == []
+            with open_image(dst) as img:
+                assert img.read(0, img.size) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -10,9 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import pytest
 
@@ -286,3 +287,95 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         proc.wait(30)
     data = path.read_bytes()
     assert data[MiB : 2 * MiB] == b"\x77" * MiB and data[3 * MiB : 3 * MiB + 4096] == b"\x78" * 4096
+
+
+def qmp(mon: socket.socket, replies: BinaryIO, command: str, **arguments: Any) -> Any:
+    """One QMP command on a connected monitor; skips events, returns ``return``."""
+    mon.sendall(json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n")
+    while True:
+        msg = json.loads(replies.readline())
+        if "return" in msg:
+            return msg["return"]
+        assert "error" not in msg, msg
+
+
+@contextlib.contextmanager
+def qemu_with_nbd_disk(nbd_sock: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """QEMU (paused, no guest) with the worker's disk wiring; yields a QMP ``execute``."""
+    qmp_path = tmp_path / "qmp.sock"
+    qemu = subprocess.Popen(
+        [
+            "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-nodefaults",
+            "-display", "none", "-S", "-qmp", f"unix:{qmp_path},server=on,wait=off",
+            "-blockdev",
+            f"driver=nbd,node-name=d0,server.type=unix,server.path={nbd_sock},"
+            "export=disk,reconnect-delay=10",
+            "-device", "virtio-scsi-pci,id=scsi0",
+            "-device", "scsi-hd,id=hd0,bus=scsi0.0,scsi-id=0,lun=0,drive=d0",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            if qmp_path.exists() or qemu.poll() is not None:
+                break
+            time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX) as mon:
+            mon.connect(str(qmp_path))
+            replies = mon.makefile("rb")
+            replies.readline()  # greeting
+            qmp(mon, replies, "qmp_capabilities")
+            yield lambda command, **args: qmp(mon, replies, command, **args)
+            qmp(mon, replies, "quit")
+        qemu.wait(60)
+    finally:
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait(30)
+
+
+def hmp_qemu_io(execute: Callable[..., Any], command: str) -> None:
+    """Run a qemu-io command on the scsi-hd's block backend, inside QEMU."""
+    execute("human-monitor-command", **{"command-line": f'qemu-io -d hd0 "{command}"'})
+
+
+@pytest.mark.slow
+def test_qemu_system_attaches_the_export_as_scsi_disk(served: ServedImages, tmp_path: Path) -> None:
+    """The worker's wiring: NBD blockdev with reconnect-delay under scsi-hd on virtio-scsi."""
+    img = open_image(raw_image(tmp_path / "disk.raw", 8 * MiB), writable=True)
+    served.add("disk", img)
+    with qemu_with_nbd_disk(served.sock, tmp_path) as execute:
+        blocks = execute("query-block")
+        assert [b["inserted"]["image"]["virtual-size"] for b in blocks] == [8 * MiB]
+        hmp_qemu_io(execute, "write -P 0x42 64k 64k")
+        hmp_qemu_io(execute, "flush")
+        assert served.call(_stats(served))["write"]["bytes"] == 65536
+    assert img.read(64 * 1024, 64 * 1024) == b"\x42" * 65536
+
+
+@pytest.mark.slow
+def test_qemu_reconnects_after_a_provider_restart(tmp_path: Path) -> None:
+    """A restarted provider on the same socket: QEMU reconnects and goes on (reconnect-delay)."""
+    path = raw_image(tmp_path / "disk.raw", 8 * MiB)
+    sock = tmp_path / "nbd.sock"
+    first = ServedImages(sock).__enter__()
+    first.add("disk", open_image(path, writable=True))
+    try:
+        with qemu_with_nbd_disk(sock, tmp_path) as execute:
+            hmp_qemu_io(execute, "write -P 0x51 0 64k")
+            image = first.call(first.server.remove_export("disk"))
+            image.close()
+            first.__exit__()
+            first = ServedImages(sock).__enter__()
+            first.add("disk", open_image(path, writable=True))
+            hmp_qemu_io(execute, "write -P 0x52 64k 64k")
+            hmp_qemu_io(execute, "flush")
+            assert first.call(_stats(first))["write"]["bytes"] == 65536
+    finally:
+        first.__exit__()
+    data = path.read_bytes()
+    assert data[: 64 * 1024] == b"\x51" * 65536 and data[64 * 1024 : 128 * 1024] == b"\x52" * 65536
+
+
+async def _stats(served: ServedImages) -> dict[str, Any]:
+    return served.server.stats("disk")

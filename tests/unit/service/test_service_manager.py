@@ -89,8 +89,7 @@ class FakeCgroups:
         self.removed.append(vm_id)
 
 
-@pytest.fixture
-async def manager(tmp_path: Path) -> Any:
+def make_manager(tmp_path: Path) -> VmManager:
     paths = HomePaths(tmp_path, run_root=tmp_path / "run")
     events = EventBus()
     jobs = Jobs(events)
@@ -104,9 +103,15 @@ async def manager(tmp_path: Path) -> Any:
         FakeCgroups(),
         available_memory_mib=lambda: 1024,
     )
+    return m
+
+
+@pytest.fixture
+async def manager(tmp_path: Path) -> Any:
+    m = make_manager(tmp_path)
     await m.start()
     yield m
-    await jobs.close()
+    await m.jobs.close()
     await m.close()
     m.supervisor.close()  # type: ignore[attr-defined]
 
@@ -173,10 +178,16 @@ async def test_changes_needing_off(manager: VmManager) -> None:
 
 async def test_listing_is_cached_until_a_change(manager: VmManager) -> None:
     await create(manager, "a")
-    first = manager.list_json()
-    assert manager.list_json() is first
+    tag, first = manager.list_json()
+    assert manager.list_json() == (tag, first)
+    assert manager.list_json()[1] is first
+    view = manager.get_json("a")
+    assert manager.get_json("a") is view
     await create(manager, "b")
-    assert manager.list_json() is not first and b'"b"' in manager.list_json()
+    new_tag, listing = manager.list_json()
+    assert new_tag != tag and b'"b"' in listing
+    await manager.update(UpdateVm("a", VmPatch(notes="changed")))
+    assert b"changed" in manager.get_json("a")
     await manager.remove(RemoveVm("b"))
     with pytest.raises(NotFoundError):
         manager.get("b")
@@ -194,3 +205,38 @@ async def test_changes_made_by_others_are_picked_up(manager: VmManager, tmp_path
     await manager.refresh()
     with pytest.raises(NotFoundError):
         manager.get("from-cli")
+
+
+async def test_automatic_start_actions(tmp_path: Path) -> None:
+    paths = HomePaths(tmp_path, run_root=tmp_path / "run")
+    inventory = Inventory(paths, HOST)
+
+    def vm(name: str, action: str) -> str:
+        config = VmConfig(name=name, memory_startup_mib=64, automatic_start_action=action)
+        return inventory.create(config).id
+
+    always = vm("always", "start")
+    was_running = vm("was-running", "start_if_running")
+    vm("was-off", "start_if_running")
+    vm("never", "nothing")
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_worker = VmStatus(state=VmState.RUNNING, worker_pid=int(gone.stdout))
+    write_status(paths.vm_status(was_running), dead_worker)
+
+    m = make_manager(tmp_path)
+    try:
+        await m.start()
+        for job in m.jobs.list():
+            await m.jobs.wait(job.id)
+        started = {j.vm_id for j in m.jobs.list() if j.state == JobState.COMPLETED}
+        assert started == {always, was_running}
+        assert m.get("was-off").status.state == VmState.OFF
+    finally:
+        await m.jobs.close()
+        await m.close()
+        m.supervisor.close()  # type: ignore[attr-defined]

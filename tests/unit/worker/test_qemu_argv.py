@@ -49,9 +49,13 @@ GOLDEN_GEN1 = [
     *("-device", "pcie-root-port,id=hotplug2,bus=pcie.0,chassis=3"),
     *("-device", "pcie-root-port,id=hotplug3,bus=pcie.0,chassis=4"),
     *("-device", "virtio-scsi-pci,id=scsi0"),
+    *("-object", "throttle-group,id=tg0-0"),
     "-blockdev",
-    "driver=nbd,node-name=disk0-0,server.type=unix,server.path=/run/pyhv/vm/nbd.sock,"
+    "driver=nbd,node-name=disk0-0-nbd,server.type=unix,server.path=/run/pyhv/vm/nbd.sock,"
     "export=root,reconnect-delay=10,read-only=off,discard=unmap",
+    "-blockdev",
+    "driver=throttle,node-name=disk0-0,throttle-group=tg0-0,file=disk0-0-nbd,"
+    "read-only=off,discard=unmap",
     *("-device", "scsi-hd,id=hd0-0,bus=scsi0.0,scsi-id=0,lun=0,drive=disk0-0,bootindex=1"),
     *("-kernel", "/kit/vmlinuz", "-initrd", "/kit/initrd.gz"),
     *("-append", "console=ttyS0 root=/dev/sda"),
@@ -100,7 +104,7 @@ def test_restore_and_start_paused() -> None:
     )
 
 
-def test_qos_adds_a_throttle_group_and_filter() -> None:
+def test_qos_sets_the_limits_of_the_disks_throttle_group() -> None:
     vm = config(
         scsi_controllers=[
             {},
@@ -125,9 +129,10 @@ def test_qos_adds_a_throttle_group_and_filter() -> None:
 
 def test_plan_disk_gives_qmp_dicts_for_hot_add() -> None:
     plan = plan_disk(DiskWiring(2, 255, "e"), Path("/s"), bootindex=None)
-    assert plan.objects == []
+    assert plan.objects == [{"qom-type": "throttle-group", "id": "tg2-255"}]
     assert plan.node == "disk2-255"
     assert plan.blockdevs[0]["server"] == {"type": "unix", "path": "/s"}
+    assert plan.blockdevs[1]["file"] == "disk2-255-nbd"
     assert plan.device == {
         "driver": "scsi-hd",
         "id": "hd2-255",

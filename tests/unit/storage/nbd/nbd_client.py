@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,56 @@ from pyhv.storage.image import (
     merge_extents,
 )
 from pyhv.storage.nbd import protocol as p
+
+
+# -- the client's half of the wire format, written apart from the server's (an independent check)
+def pack_option(option: int, data: bytes = b"") -> bytes:
+    return struct.pack(">QII", p.IHAVEOPT, option, len(data)) + data
+
+
+def parse_option_reply(buf: bytes) -> tuple[int, int, int]:
+    """``(option, reply type, length)`` of an option reply header."""
+    magic, option, reply_type, length = struct.unpack(">QIII", buf)
+    assert magic == 0x0003E889045565A9, hex(magic)
+    return option, reply_type, length
+
+
+def pack_info_request(name: str, info_types: Iterable[int] = ()) -> bytes:
+    types = list(info_types)
+    raw = name.encode()
+    return struct.pack(f">I{len(raw)}sH{len(types)}H", len(raw), raw, len(types), *types)
+
+
+def pack_meta_context_request(name: str, queries: Iterable[str]) -> bytes:
+    raw = name.encode()
+    qs = [q.encode() for q in queries]
+    out = struct.pack(f">I{len(raw)}sI", len(raw), raw, len(qs))
+    return out + b"".join(struct.pack(f">I{len(q)}s", len(q), q) for q in qs)
+
+
+def pack_request(flags: int, cmd: int, handle: int, offset: int, length: int) -> bytes:
+    return struct.pack(">IHHQQI", 0x25609513, flags, cmd, handle, offset, length)
+
+
+def parse_simple_reply(buf: bytes) -> tuple[int, int]:
+    """``(error, handle)``."""
+    magic, error, handle = struct.unpack(">IIQ", buf)
+    assert magic == 0x67446698, hex(magic)
+    return error, handle
+
+
+def parse_chunk_header(buf: bytes) -> tuple[int, int, int, int]:
+    """``(flags, type, handle, length)`` of a structured reply chunk."""
+    magic, flags, rtype, handle, length = struct.unpack(">IHHQI", buf)
+    assert magic == 0x668E33EF, hex(magic)
+    return flags, rtype, handle, length
+
+
+def parse_block_status_payload(data: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """``(context id, [(length, status), …])``."""
+    assert len(data) >= 4 and (len(data) - 4) % 8 == 0, len(data)
+    (context_id,) = struct.unpack_from(">I", data)
+    return context_id, [(n, st) for n, st in struct.iter_unpack(">II", data[4:])]
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 30) -> None:
@@ -134,10 +184,10 @@ class NbdClient:
 
     async def option(self, option: int, data: bytes = b"") -> list[tuple[int, bytes]]:
         """Send an option; return every (reply type, payload) up to ACK or an error."""
-        self.writer.write(p.pack_option(option, data))
+        self.writer.write(pack_option(option, data))
         out = []
         while True:
-            opt, rtype, length = p.parse_option_reply(await self.reader.readexactly(20))
+            opt, rtype, length = parse_option_reply(await self.reader.readexactly(20))
             assert opt == option
             payload = await self.reader.readexactly(length)
             out.append((rtype, payload))
@@ -150,11 +200,9 @@ class NbdClient:
             assert (await self.option(p.NBD_OPT_STRUCTURED_REPLY))[-1][0] == p.NBD_REP_ACK
             self.structured = True
         if meta:
-            req = p.pack_meta_context_request(name, [p.BASE_ALLOCATION])
+            req = pack_meta_context_request(name, [p.BASE_ALLOCATION])
             assert (await self.option(p.NBD_OPT_SET_META_CONTEXT, req))[-1][0] == p.NBD_REP_ACK
-        replies = await self.option(
-            p.NBD_OPT_GO, p.pack_info_request(name, [p.NBD_INFO_BLOCK_SIZE])
-        )
+        replies = await self.option(p.NBD_OPT_GO, pack_info_request(name, [p.NBD_INFO_BLOCK_SIZE]))
         assert replies[-1][0] == p.NBD_REP_ACK, replies
         for rtype, payload in replies:
             if rtype == p.NBD_REP_INFO and struct.unpack(">H", payload[:2])[0] == p.NBD_INFO_EXPORT:
@@ -166,19 +214,17 @@ class NbdClient:
         handle = self._next
         self._next += 1
         self._lengths[handle] = length if cmd == p.NBD_CMD_READ else 0
-        self.writer.write(p.pack_request(flags, cmd, handle, offset, length) + payload)
+        self.writer.write(pack_request(flags, cmd, handle, offset, length) + payload)
         return handle
 
     async def reply(self) -> Reply:
         head = await self.reader.readexactly(4)
         (magic,) = struct.unpack(">I", head)
         if magic == p.NBD_SIMPLE_REPLY_MAGIC:
-            error, handle = p.parse_simple_reply(head + await self.reader.readexactly(12))
+            error, handle = parse_simple_reply(head + await self.reader.readexactly(12))
             n = self._lengths.pop(handle, 0) if not error else 0
             return Reply(error, handle, await self.reader.readexactly(n) if n else b"")
-        flags, rtype, handle, length = p.parse_chunk_header(
-            head + await self.reader.readexactly(16)
-        )
+        flags, rtype, handle, length = parse_chunk_header(head + await self.reader.readexactly(16))
         assert flags & p.NBD_REPLY_FLAG_DONE  # the server sends one chunk per reply
         payload = await self.reader.readexactly(length)
         self._lengths.pop(handle, None)
@@ -187,7 +233,7 @@ class NbdClient:
         if rtype == p.NBD_REPLY_TYPE_ERROR:
             return Reply(struct.unpack(">I", payload[:4])[0], handle)
         assert rtype == p.NBD_REPLY_TYPE_BLOCK_STATUS, rtype
-        ctx, descriptors = p.parse_block_status_payload(payload)
+        ctx, descriptors = parse_block_status_payload(payload)
         return Reply(0, handle, descriptors=descriptors, context_id=ctx)
 
     async def call(

@@ -7,6 +7,7 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nbd_client import pack_info_request, pack_meta_context_request, parse_option_reply
 
 from pyhv.storage.nbd import protocol as p
 from pyhv.storage.nbd.handshake import ExportInfo, Negotiation
@@ -23,14 +24,14 @@ def replies(raw: bytes) -> list[tuple[int, int, bytes]]:
     """Split concatenated option replies into (option, type, payload)."""
     out, pos = [], 0
     while pos < len(raw):
-        opt, rtype, n = p.parse_option_reply(raw[pos : pos + 20])
+        opt, rtype, n = parse_option_reply(raw[pos : pos + 20])
         out.append((opt, rtype, raw[pos + 20 : pos + 20 + n]))
         pos += 20 + n
     return out
 
 
 def test_go_known_export_sends_info_and_enters_transmission() -> None:
-    out = nego().handle(p.NBD_OPT_GO, p.pack_info_request("disk", [p.NBD_INFO_NAME]))
+    out = nego().handle(p.NBD_OPT_GO, pack_info_request("disk", [p.NBD_INFO_NAME]))
     assert out.export == DISK and not out.close
     got = replies(out.reply)
     assert [t for _, t, _ in got] == [p.NBD_REP_INFO] * 3 + [p.NBD_REP_ACK]
@@ -40,13 +41,13 @@ def test_go_known_export_sends_info_and_enters_transmission() -> None:
 
 
 def test_info_does_not_enter_transmission() -> None:
-    out = nego().handle(p.NBD_OPT_INFO, p.pack_info_request("other"))
+    out = nego().handle(p.NBD_OPT_INFO, pack_info_request("other"))
     assert out.export is None and not out.close
     assert struct.unpack(">HIII", replies(out.reply)[1][2])[1] == 512
 
 
 def test_go_unknown_export() -> None:
-    out = nego().handle(p.NBD_OPT_GO, p.pack_info_request("nope"))
+    out = nego().handle(p.NBD_OPT_GO, pack_info_request("nope"))
     assert out.export is None
     assert replies(out.reply)[0][1] == p.NBD_REP_ERR_UNKNOWN
 
@@ -91,7 +92,7 @@ def test_export_name_unknown_closes_without_reply() -> None:
 
 def test_meta_context_needs_structured_replies() -> None:
     n = nego()
-    req = p.pack_meta_context_request("disk", [p.BASE_ALLOCATION])
+    req = pack_meta_context_request("disk", [p.BASE_ALLOCATION])
     assert replies(n.handle(p.NBD_OPT_SET_META_CONTEXT, req).reply)[0][1] == p.NBD_REP_ERR_INVALID
     assert replies(n.handle(p.NBD_OPT_STRUCTURED_REPLY, b"").reply)[0][1] == p.NBD_REP_ACK
     got = replies(n.handle(p.NBD_OPT_SET_META_CONTEXT, req).reply)
@@ -105,7 +106,7 @@ def test_set_meta_context_without_known_query_selects_nothing() -> None:
     n = nego()
     n.handle(p.NBD_OPT_STRUCTURED_REPLY, b"")
     got = replies(
-        n.handle(p.NBD_OPT_SET_META_CONTEXT, p.pack_meta_context_request("disk", ["x:y"])).reply
+        n.handle(p.NBD_OPT_SET_META_CONTEXT, pack_meta_context_request("disk", ["x:y"])).reply
     )
     assert [t for _, t, _ in got] == [p.NBD_REP_ACK]
     assert not n.block_status_for(DISK)
@@ -116,7 +117,7 @@ def test_list_meta_context_lists_base_allocation(queries: list[str]) -> None:
     n = nego()
     n.handle(p.NBD_OPT_STRUCTURED_REPLY, b"")
     got = replies(
-        n.handle(p.NBD_OPT_LIST_META_CONTEXT, p.pack_meta_context_request("disk", queries)).reply
+        n.handle(p.NBD_OPT_LIST_META_CONTEXT, pack_meta_context_request("disk", queries)).reply
     )
     assert [t for _, t, _ in got] == [p.NBD_REP_META_CONTEXT, p.NBD_REP_ACK]
     assert not n.block_status_for(DISK)  # listing selects nothing
@@ -125,7 +126,7 @@ def test_list_meta_context_lists_base_allocation(queries: list[str]) -> None:
 def test_meta_context_unknown_export() -> None:
     n = nego()
     n.handle(p.NBD_OPT_STRUCTURED_REPLY, b"")
-    req = p.pack_meta_context_request("nope", [p.BASE_ALLOCATION])
+    req = pack_meta_context_request("nope", [p.BASE_ALLOCATION])
     assert replies(n.handle(p.NBD_OPT_SET_META_CONTEXT, req).reply)[0][1] == p.NBD_REP_ERR_UNKNOWN
 
 

@@ -10,6 +10,15 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nbd_client import (
+    pack_info_request,
+    pack_meta_context_request,
+    pack_option,
+    pack_request,
+    parse_block_status_payload,
+    parse_chunk_header,
+    parse_simple_reply,
+)
 
 from pyhv.errors import OutOfBounds, StorageError
 from pyhv.storage.image import Extent, ExtentState
@@ -23,7 +32,7 @@ names = st.text(max_size=64).filter(lambda s: "\0" not in s)
 
 @given(u16, u16, u64, u64, u32)
 def test_request_round_trip(flags: int, cmd: int, handle: int, offset: int, length: int) -> None:
-    raw = p.pack_request(flags, cmd, handle, offset, length)
+    raw = pack_request(flags, cmd, handle, offset, length)
     assert len(raw) == 28
     assert p.parse_request(raw) == p.Request(flags, cmd, handle, offset, length)
 
@@ -38,13 +47,13 @@ def test_request_with_wrong_magic_is_a_protocol_error(raw: bytes) -> None:
 
 @given(u32, u64)
 def test_simple_reply_round_trip(error: int, handle: int) -> None:
-    assert p.parse_simple_reply(p.pack_simple_reply(error, handle)) == (error, handle)
+    assert parse_simple_reply(p.pack_simple_reply(error, handle)) == (error, handle)
 
 
 @given(u64, u64, st.integers(0, p.MAX_PAYLOAD))
 def test_read_chunk_header(handle: int, offset: int, length: int) -> None:
     raw = p.pack_read_chunk_header(handle, offset, length)
-    flags, rtype, h, n = p.parse_chunk_header(raw[:20])
+    flags, rtype, h, n = parse_chunk_header(raw[:20])
     assert (flags, rtype, h, n) == (
         p.NBD_REPLY_FLAG_DONE,
         p.NBD_REPLY_TYPE_OFFSET_DATA,
@@ -57,7 +66,7 @@ def test_read_chunk_header(handle: int, offset: int, length: int) -> None:
 @given(u64, u32, st.text(max_size=100))
 def test_error_chunk(handle: int, error: int, message: str) -> None:
     raw = p.pack_error_chunk(handle, error, message)
-    flags, rtype, h, n = p.parse_chunk_header(raw[:20])
+    flags, rtype, h, n = parse_chunk_header(raw[:20])
     assert (flags, rtype, h, n) == (
         p.NBD_REPLY_FLAG_DONE,
         p.NBD_REPLY_TYPE_ERROR,
@@ -73,21 +82,19 @@ def test_error_chunk(handle: int, error: int, message: str) -> None:
 )
 def test_block_status_chunk_round_trip(handle: int, ctx: int, descs: list[tuple[int, int]]) -> None:
     raw = p.pack_block_status_chunk(handle, ctx, descs)
-    _flags, rtype, h, n = p.parse_chunk_header(raw[:20])
+    _flags, rtype, h, n = parse_chunk_header(raw[:20])
     assert rtype == p.NBD_REPLY_TYPE_BLOCK_STATUS and h == handle and n == len(raw) - 20
-    assert p.parse_block_status_payload(raw[20:]) == (ctx, descs)
+    assert parse_block_status_payload(raw[20:]) == (ctx, descs)
 
 
 @given(names, st.lists(u16, max_size=8))
 def test_info_request_round_trip(name: str, types: list[int]) -> None:
-    assert p.parse_info_request(p.pack_info_request(name, types)) == p.InfoRequest(
-        name, tuple(types)
-    )
+    assert p.parse_info_request(pack_info_request(name, types)) == p.InfoRequest(name, tuple(types))
 
 
 @given(names, st.lists(names, max_size=5))
 def test_meta_context_request_round_trip(name: str, queries: list[str]) -> None:
-    req = p.parse_meta_context_request(p.pack_meta_context_request(name, queries))
+    req = p.parse_meta_context_request(pack_meta_context_request(name, queries))
     assert req == p.MetaContextRequest(name, tuple(queries))
 
 
@@ -103,7 +110,7 @@ def test_option_payload_parsers_never_crash(data: bytes) -> None:
     ("data", "match"),
     [
         (b"\0\0\0\x05ab", "truncated"),
-        (p.pack_info_request("disk") + b"x", "trailing"),
+        (pack_info_request("disk") + b"x", "trailing"),
         (b"\0\0\0\x02\xff\xfe\0\0", "UTF-8"),
         (struct.pack(">I", 5000) + b"a" * 5000 + b"\0\0", "longer than 4096"),
     ],
@@ -129,7 +136,7 @@ def test_greeting_and_client_flags() -> None:
 
 
 def test_option_header_limits() -> None:
-    assert p.parse_option_header(p.pack_option(7, b"abc")[:16]) == (7, 3)
+    assert p.parse_option_header(pack_option(7, b"abc")[:16]) == (7, 3)
     with pytest.raises(p.NbdProtocolError, match="bad option magic"):
         p.parse_option_header(struct.pack(">QII", 1, 7, 0))
     with pytest.raises(p.NbdProtocolError, match="bytes long"):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbd_client import MemImage, NbdClient, eventually
+from nbd_client import MemImage, NbdClient, eventually, pack_info_request, pack_option, pack_request
 
 from pyhv.errors import (
     ConfigError,
@@ -23,6 +23,7 @@ from pyhv.errors import (
 )
 from pyhv.storage.nbd import NbdServer
 from pyhv.storage.nbd import protocol as p
+from pyhv.storage.nbd.connection import MAX_IN_FLIGHT
 
 SIZE = 1 << 20
 
@@ -205,7 +206,7 @@ def test_two_clients_share_the_export(tmp_path: Path) -> None:
     "garbage",
     [
         b"\xde\xad\xbe\xef" * 7,  # bad request magic
-        p.pack_request(0, p.NBD_CMD_WRITE, 1, 0, p.MAX_PAYLOAD + 1),  # oversized payload
+        pack_request(0, p.NBD_CMD_WRITE, 1, 0, p.MAX_PAYLOAD + 1),  # oversized payload
     ],
 )
 def test_garbage_in_transmission_closes_only_that_connection(
@@ -230,7 +231,7 @@ def test_garbage_in_transmission_closes_only_that_connection(
         struct.pack(">I", 0),  # not fixed newstyle
         struct.pack(">I", 1) + b"not an option header",
         struct.pack(">I", 1) + struct.pack(">QII", p.IHAVEOPT, p.NBD_OPT_GO, 1 << 30),
-        struct.pack(">I", 1) + p.pack_option(p.NBD_OPT_EXPORT_NAME, b"nope"),
+        struct.pack(">I", 1) + pack_option(p.NBD_OPT_EXPORT_NAME, b"nope"),
     ],
 )
 def test_bad_handshakes_close_the_connection(tmp_path: Path, after_greeting: bytes) -> None:
@@ -327,7 +328,7 @@ def test_remove_export_closes_its_connections(tmp_path: Path) -> None:
         assert (await other.call(p.NBD_CMD_READ, 0, 1)).error == 0  # untouched
         c2 = await NbdClient.connect(sock)
         await c2.greet()
-        replies = await c2.option(p.NBD_OPT_GO, p.pack_info_request("disk"))
+        replies = await c2.option(p.NBD_OPT_GO, pack_info_request("disk"))
         assert replies[-1][0] == p.NBD_REP_ERR_UNKNOWN
         with pytest.raises(NotFoundError):
             server.stats("disk")
@@ -400,3 +401,50 @@ def test_debug_log_has_a_line_per_request_and_reply(
 
     run(t, tmp_path)
     assert "nbd disk --> Request(flags=0, type=0, handle=1, offset=0, length=512)" in caplog.text
+
+
+def test_a_bug_costs_one_connection_not_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = p.check_request
+    calls = []
+
+    def buggy(*args: Any) -> int:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return real(*args)
+
+    monkeypatch.setattr(p, "check_request", buggy)
+
+    async def t(server: NbdServer, sock: Path) -> None:
+        server.add_export("disk", MemImage(SIZE), read_only=False)
+        first = await client(sock)
+        first.send(p.NBD_CMD_READ, 0, 8)
+        assert await first.reader.read() == b""  # dropped
+        second = await client(sock)
+        assert (await second.call(p.NBD_CMD_READ, 0, 8)).error == 0
+        await first.close()
+        await second.close()
+
+    run(t, tmp_path)
+    assert "connection failed" in caplog.text
+
+
+def test_more_requests_than_the_in_flight_limit(tmp_path: Path) -> None:
+    image = MemImage(SIZE, fill=9)
+    image.gate.clear()  # every read blocks until the gate opens
+
+    async def t(server: NbdServer, sock: Path) -> None:
+        server.add_export("disk", image, read_only=False)
+        c = await client(sock, structured=True)
+        handles = {c.send(p.NBD_CMD_READ, i * 512, 512) for i in range(MAX_IN_FLIGHT + 6)}
+        await asyncio.sleep(0.1)  # the server holds the excess behind its limit
+        image.gate.set()
+        for _ in handles.copy():
+            r = await c.reply()
+            assert r.data == b"\x09" * 512
+            handles.remove(r.handle)
+        await c.close()
+
+    run(t, tmp_path)

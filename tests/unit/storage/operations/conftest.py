@@ -42,11 +42,14 @@ class MemoryImage(DiskImage):
     def read(self, offset: int, length: int) -> bytes:
         self.check_range(offset, length)
         out = bytearray()
-        for pos in range(offset, offset + length):
+        pos, end = offset, offset + length
+        while pos < end:
+            n = min(end, (pos // SECTOR + 1) * SECTOR) - pos
             if pos // SECTOR in self.held or self.parent is None:
-                out.append(self.data[pos])
+                out += self.data[pos : pos + n]
             else:
-                out += self.parent.read(pos, 1)
+                out += self.parent.read(pos, n)
+            pos += n
         return bytes(out)
 
     def write(self, offset: int, data: bytes) -> None:

@@ -301,3 +301,16 @@ def test_partial_block_becomes_fully_present(make_image: MakeImage, open_chain: 
         assert top.bat[index] & 7 == s.PayloadState.FULLY_PRESENT
         assert top.read(998, 4) == b"aabb"
     assert FORMAT.check(child, repair=False) == []
+
+
+def test_discard_gives_space_back(make_image: MakeImage) -> None:
+    path = make_image(size=8 * MiB)
+    with VhdxImage(path, writable=True) as img:
+        img.write(0, b"\x01" * (8 * MiB))
+        img.flush()
+        used = os.stat(path).st_blocks
+        img.discard(0, 6 * MiB)
+        assert os.stat(path).st_blocks <= used - 5 * MiB // 512
+        assert img.read(0, 6 * MiB) == bytes(6 * MiB)
+        assert img.read(6 * MiB, 10) == b"\x01" * 10
+    assert FORMAT.check(path, repair=False) == []

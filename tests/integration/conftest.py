@@ -1,4 +1,4 @@
-"""Real guests for the VM tests: the guest kit, a short PYHV_HOME, and a way to make VMs."""
+"""Real guests for integration tests: the guest kit, a short PYHV_HOME, a way to make VMs."""
 
 from __future__ import annotations
 

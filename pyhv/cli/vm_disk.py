@@ -1,0 +1,140 @@
+"""`pyhv vm disk …` and `pyhv vm dvd …`: a VM's virtual hard disks and DVD drive
+(Add-/Remove-/Get-/Set-VMHardDiskDrive, Set-VMDvdDrive). On a running VM the changes are live.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pyhv.cli.vm_render import disk_io, disk_qos
+from pyhv.units import format_size, parse_size
+from pyhv.worker.local import LocalHost
+from pyhv.worker.local_disks import DiskRow, LocalDisks
+
+disk_app = typer.Typer(no_args_is_help=True)
+dvd_app = typer.Typer(no_args_is_help=True)
+
+CONTROLLER = typer.Option(0, "--controller", help="SCSI controller, 0–3.")
+MAX_IOPS_HELP = "Maximum I/O operations per second (0: no limit)."
+MAX_BW_HELP = "Maximum bytes per second, e.g. 50M (0: no limit)."
+
+
+def _disks() -> LocalDisks:
+    return LocalDisks(LocalHost())
+
+
+def _bandwidth(text: str | None) -> int | None:
+    return None if text is None else parse_size(text)
+
+
+@disk_app.command("add")
+def add(
+    name: str,
+    path: Path,
+    controller: int = CONTROLLER,
+    slot: int | None = typer.Option(None, "--slot", help="SCSI slot 0–255 (default: first free)."),
+    read_only: bool = typer.Option(False, "--read-only", help="The guest cannot write."),
+    max_iops: int | None = typer.Option(None, "--max-iops", help=MAX_IOPS_HELP),
+    max_bandwidth: str | None = typer.Option(None, "--max-bandwidth", help=MAX_BW_HELP),
+) -> None:
+    """Attach a disk image; a running VM sees it appear at once (hot-add)."""
+    c, s = _disks().add(
+        name,
+        path,
+        controller=controller,
+        slot=slot,
+        read_only=read_only,
+        max_iops=max_iops or None,
+        max_bytes_per_sec=_bandwidth(max_bandwidth) or None,
+    )
+    Console().print(f"attached {path} to VM '{name}' at SCSI {c}:{s}", highlight=False)
+
+
+@disk_app.command("remove")
+def remove(
+    name: str,
+    controller: int = CONTROLLER,
+    slot: int = typer.Option(..., "--slot", help="SCSI slot 0–255."),
+) -> None:
+    """Detach a disk (the file stays); a running VM sees it disappear (hot-remove)."""
+    disk = _disks().remove(name, controller, slot)
+    Console().print(f"removed {disk.path} from VM '{name}' (SCSI {controller}:{slot})")
+
+
+@disk_app.command("set-qos")
+def set_qos(
+    name: str,
+    controller: int = CONTROLLER,
+    slot: int = typer.Option(..., "--slot", help="SCSI slot 0–255."),
+    max_iops: int | None = typer.Option(None, "--max-iops", help=MAX_IOPS_HELP),
+    max_bandwidth: str | None = typer.Option(None, "--max-bandwidth", help=MAX_BW_HELP),
+) -> None:
+    """Change a disk's Storage QoS limits; live on a running VM. Unnamed limits stay."""
+    _disks().set_qos(name, controller, slot, max_iops, _bandwidth(max_bandwidth))
+    Console().print(f"QoS of SCSI {controller}:{slot} of VM '{name}' set")
+
+
+@disk_app.command("list")
+def list_disks(
+    name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """The VM's disks: position, image, QoS and, when it runs, I/O counters."""
+    config, rows = _disks().rows(name)
+    if as_json:
+        dvd = config.dvd.model_dump(mode="json") if config.dvd else None
+        print(json.dumps({"disks": [row_json(r) for r in rows], "dvd": dvd}, indent=2))
+        return
+    table = Table("SCSI", "Path", "Type", "Size", "Access", "QoS", "I/O")
+    for r in rows:
+        table.add_row(*row_cells(r))
+    if config.dvd is not None:
+        drive = config.dvd
+        medium = str(drive.path) if drive.path else "(empty)"
+        table.add_row(f"{drive.controller}:{drive.slot}", medium, "DVD", "", "read-only", "", "")
+    Console().print(table)
+
+
+def row_cells(r: DiskRow) -> list[str]:
+    kind = f"{r.info.format} {r.info.disk_type}" if r.info else f"? ({r.error})"
+    size = format_size(r.info.size) if r.info else "?"
+    io = disk_io(r.stats) if r.stats is not None else ""
+    access = "read-only" if r.disk.read_only else "read-write"
+    qos = disk_qos(r.disk.max_iops, r.disk.max_bytes_per_sec) or "-"
+    return [f"{r.controller}:{r.slot}", str(r.disk.path), kind, size, access, qos, io]
+
+
+def row_json(r: DiskRow) -> dict[str, Any]:
+    return {
+        "controller": r.controller,
+        "slot": r.slot,
+        "path": str(r.disk.path),
+        "format": str(r.info.format) if r.info else None,
+        "disk_type": str(r.info.disk_type) if r.info else None,
+        "size": r.info.size if r.info else None,
+        "parent_path": r.info.parent_path if r.info else None,
+        "error": r.error,
+        "read_only": r.disk.read_only,
+        "max_iops": r.disk.max_iops,
+        "max_bytes_per_sec": r.disk.max_bytes_per_sec,
+        "stats": r.stats.model_dump(mode="json") if r.stats else None,
+    }
+
+
+@dvd_app.command("set")
+def dvd_set(name: str, iso: Path) -> None:
+    """Insert an ISO image into the VM's DVD drive (adding a drive at SCSI 0:255 if none)."""
+    _disks().set_dvd(name, iso)
+    Console().print(f"inserted {iso} into the DVD drive of VM '{name}'", highlight=False)
+
+
+@dvd_app.command("eject")
+def dvd_eject(name: str) -> None:
+    """Eject the medium from the VM's DVD drive."""
+    _disks().set_dvd(name, None)
+    Console().print(f"ejected the DVD of VM '{name}'")

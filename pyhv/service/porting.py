@@ -1,0 +1,117 @@
+"""VmPorter: decides exports and imports (Export-VM, Import-VM, Compare-VM) and runs them as jobs.
+
+The file work is in :mod:`pyhv.service.transfer`; this module checks what may happen: the VM at
+rest and not busy, every path inside the storage roots, and a clean compatibility report
+before anything is registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+
+from pyhv.errors import ConflictError, StateError
+from pyhv.model import VmConfig, VmState
+from pyhv.service.commands import CreateVm
+from pyhv.service.confine import confine_config
+from pyhv.service.jobs import Job, JobContext
+from pyhv.service.manager import VmManager
+from pyhv.service.policies import ProcessorPolicy
+from pyhv.service.schemas import CompatibilityReport, ExportRequest, ImportMode, ImportRequest
+from pyhv.service.transfer import SAVED_STATE, compare, copy_vm_files, export_vm, read_export
+
+IMPORTED_FOLDER = "imported"
+
+
+class VmPorter:
+    def __init__(self, manager: VmManager) -> None:
+        self.m = manager
+
+    async def export(self, vm: str, request: ExportRequest) -> Job:
+        """:raises StateError: the VM runs. :raises ConflictError: busy, or the folder exists.
+        :raises PermissionDenied: the folder is outside the storage roots."""
+        entry = self.m.registry.get(vm)
+        if entry.status.state not in (VmState.OFF, VmState.SAVED):
+            raise StateError(
+                f"cannot export VM {entry.config.name!r}: it is {entry.status.state}; "
+                "turn it off or save it first"
+            )
+        self.m.check_idle(entry)
+        dest = self.m.roots.confine(request.path, "export folder")
+        if dest.exists():
+            raise ConflictError(f"export folder {dest} already exists: choose a new one")
+        config, policy, paths = entry.config, entry.policy, self.m.paths
+
+        async def run(ctx: JobContext) -> None:
+            await asyncio.to_thread(export_vm, config, policy, paths, dest, ctx.progress)
+
+        return self.m.submit_exclusive(config.id, "export", run)
+
+    async def report(self, request: ImportRequest) -> CompatibilityReport:
+        """:raises PyhvError: the folder is no export. :raises PermissionDenied: outside roots."""
+        folder = self.m.roots.confine(request.path, "import folder")
+        config, _ = await asyncio.to_thread(read_export, folder)
+        return await asyncio.to_thread(self._compare, config, request.mode)
+
+    def _compare(self, config: VmConfig, mode: ImportMode) -> CompatibilityReport:
+        entries = self.m.registry.entries()
+        return compare(
+            config,
+            mode,
+            ids={e.config.id for e in entries},
+            names={e.config.name for e in entries},
+            host_memory_mib=self.m.host.memory_mib,
+            known_switches=set(),  # virtual switches do not exist yet
+        )
+
+    async def import_(self, request: ImportRequest) -> Job:
+        """Refuse what Compare-VM reports, then register or copy as a job.
+
+        :raises ConflictError: naming the first problem of the compatibility report.
+        """
+        folder = self.m.roots.confine(request.path, "import folder")
+        config, policy = await asyncio.to_thread(read_export, folder)
+        report = await asyncio.to_thread(self._compare, config, request.mode)
+        if not report.compatible:
+            more = len(report.problems) - 1
+            extra = f" (and {more} more: see POST /vms/import/report)" if more else ""
+            raise ConflictError(f"cannot import {config.name!r}: {report.problems[0]}{extra}")
+        confine_config(config, self.m.roots)
+
+        async def run(ctx: JobContext) -> None:
+            await self._import(folder, config, policy, request.mode, ctx)
+
+        return self.m.jobs.submit(f"import-{request.mode.value}", config.id, run)
+
+    async def _import(
+        self,
+        folder: Path,
+        config: VmConfig,
+        policy: ProcessorPolicy,
+        mode: ImportMode,
+        ctx: JobContext,
+    ) -> None:
+        saved = folder / SAVED_STATE
+        saved_state = saved if saved.exists() else None
+        if mode != ImportMode.REGISTER:
+            new_id = str(uuid.uuid4()) if mode == ImportMode.COPY_NEW_ID else config.id
+            dest = self.m.roots.default / IMPORTED_FOLDER / new_id
+            config = await asyncio.to_thread(copy_vm_files, config, saved_state, dest, ctx.progress)
+            config = config.model_copy(update={"id": new_id})
+            saved_state = dest / SAVED_STATE if saved_state else None
+        view = await self.m.create(CreateVm(config, policy))
+        if saved_state is not None:
+            target = self.m.paths.vm_saved_state(view.config.id)
+            await asyncio.to_thread(_place_saved_state, saved_state, target, mode)
+            await self.m.refresh()
+
+
+def _place_saved_state(source: Path, target: Path, mode: ImportMode) -> None:
+    """A registered export keeps its files; a copied one gives its state copy away."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if mode == ImportMode.REGISTER:
+        shutil.copyfile(source, target)
+    else:
+        source.replace(target)
