@@ -127,6 +127,11 @@ class PyhvClient:
     def host(self) -> HostInfo:
         return self._get("/host", HostInfo)
 
+    def stop_all_vms(self, *, wait: bool = False) -> Job:
+        """Carry out every running VM's automatic stop action (before a host shutdown)."""
+        job = Job.model_validate_json(self._request("POST", "/host/stop-vms").content)
+        return self.wait_job(job.id) if wait else job
+
     def list_vms(self) -> list[VmSummary]:
         return TypeAdapter(list[VmSummary]).validate_json(self._request("GET", "/vms").content)
 

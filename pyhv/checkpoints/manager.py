@@ -47,9 +47,8 @@ class CheckpointManager:
     # -- reading ------------------------------------------------------------------------------
     def tree(self, vm: str) -> tuple[VmConfig, CheckpointTree]:
         """The VM and its tree, after finishing any operation a crash cut off."""
-        config = self.inventory.get(vm)
-        with self._locked(config):
-            return self.inventory.get(config.id), load_tree(self._tree_path(config))
+        with self.held(vm) as config:
+            return config, load_tree(self._tree_path(config))
 
     def get(self, vm: str, name: str) -> tuple[VmConfig, Checkpoint]:
         config, tree = self.tree(vm)
@@ -64,9 +63,8 @@ class CheckpointManager:
         :raises StateError: the VM is not Off.
         :raises ConflictError: the name is taken.
         """
-        config = self.inventory.get(vm)
-        with self._locked(config):
-            config = self._require_off(config.id, "create")
+        with self.held(vm) as config:
+            self._require_off(config, "create")
             tree = load_tree(self._tree_path(config))
             now, checkpoint_id = self._now(), str(uuid.uuid4())
             plan = planner.plan_create(
@@ -85,9 +83,8 @@ class CheckpointManager:
 
         :raises StateError: the VM is not Off.
         """
-        config = self.inventory.get(vm)
-        with self._locked(config):
-            config = self._require_off(config.id, "apply")
+        with self.held(vm) as config:
+            self._require_off(config, "apply")
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
             plan = planner.plan_apply(
@@ -109,9 +106,8 @@ class CheckpointManager:
 
         :raises StateError: the VM is not Off.
         """
-        config = self.inventory.get(vm)
-        with self._locked(config):
-            config = self._require_off(config.id, "remove")
+        with self.held(vm) as config:
+            self._require_off(config, "remove")
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
             gone = tree.subtree(target.id) if subtree else [target]
@@ -121,8 +117,7 @@ class CheckpointManager:
 
     def rename(self, vm: str, name: str, new_name: str) -> Checkpoint:
         """Rename-VMCheckpoint: one atomic write, in any VM state."""
-        config = self.inventory.get(vm)
-        with self._locked(config):
+        with self.held(vm) as config:
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
             new_tree = tree.renamed(target.id, new_name)
@@ -134,8 +129,7 @@ class CheckpointManager:
 
         Frozen images never change, so this works in any VM state.
         """
-        config = self.inventory.get(vm)
-        with self._locked(config):
+        with self.held(vm) as config:
             tree = load_tree(self._tree_path(config))
             return export_checkpoint(tree.find(name, config.name), folder)
 
@@ -156,7 +150,8 @@ class CheckpointManager:
         :raises StateError: a cut-off operation cannot be recovered because the VM runs.
         """
         config = self.inventory.get(vm)
-        with self._locked(config):
+        with self._lock_file(config):
+            self._recover(config)
             yield self.inventory.get(config.id)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -181,12 +176,6 @@ class CheckpointManager:
         return recovery
 
     @contextmanager
-    def _locked(self, config: VmConfig) -> Iterator[None]:
-        with self._lock_file(config):
-            self._recover(config)
-            yield
-
-    @contextmanager
     def _lock_file(self, config: VmConfig) -> Iterator[None]:
         folder = self._dir(config)
         folder.mkdir(parents=True, exist_ok=True)
@@ -197,16 +186,13 @@ class CheckpointManager:
         finally:
             os.close(fd)
 
-    def _require_off(self, vm_id: str, verb: str) -> VmConfig:
-        """The VM's config re-read under the lock, once it is known to be Off."""
-        config = self.inventory.get(vm_id)
-        state = current_status(self.paths, vm_id).state
+    def _require_off(self, config: VmConfig, verb: str) -> None:
+        state = current_status(self.paths, config.id).state
         if state != VmState.OFF:
             raise StateError(
                 f"cannot {verb} a checkpoint of VM '{config.name}': it is {state}, and "
                 "checkpoints of a running VM need the worker (not built yet); turn it off first"
             )
-        return config
 
     def _runner(self, config: VmConfig, progress: Progress | None = None) -> StepRunner:
         folder = self._dir(config)

@@ -50,7 +50,8 @@ class VmPorter:
         return self.m.submit_exclusive(config.id, "export", run)
 
     async def report(self, request: ImportRequest) -> CompatibilityReport:
-        """:raises PyhvError: the folder is no export. :raises PermissionDenied: outside roots."""
+        """:raises NotFoundError: the folder is no export. :raises PermissionDenied: outside
+        the storage roots."""
         folder = self.m.roots.confine(request.path, "import folder")
         config, _ = await asyncio.to_thread(read_export, folder)
         return await asyncio.to_thread(self._compare, config, request.mode)

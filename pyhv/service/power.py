@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pyhv.errors import PyhvError
+from pyhv.errors import StateError
 from pyhv.model import VmState
 from pyhv.service.commands import Power
 from pyhv.service.jobs import JobContext
@@ -65,9 +65,9 @@ async def with_progress(ctx: JobContext, work: Awaitable[T], expected_s: float) 
         ctx.progress(start + int((95 - start) * share))
 
 
-def not_reached(name: str, op: Power, state: VmState, reason: str | None) -> PyhvError:
+def not_reached(name: str, op: Power, state: VmState, reason: str | None) -> StateError:
     why = f" ({reason})" if reason else ""
-    return PyhvError(f"could not {op.value} VM {name!r}: it is {state}{why}")
+    return StateError(f"could not {op.value} VM {name!r}: it is {state}{why}")
 
 
 def exec_args(request: ExecRequest) -> dict[str, Any]:

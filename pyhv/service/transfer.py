@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from pyhv.errors import ConflictError, PyhvError
+from pyhv.errors import ConflictError, NotFoundError
 from pyhv.model import VmConfig, parse_vm_config
 from pyhv.paths import HomePaths
 from pyhv.service.policies import ProcessorPolicy
@@ -106,13 +106,14 @@ def read_export(folder: Path) -> tuple[VmConfig, ProcessorPolicy]:
     """The exported VM, its disk paths pointing into ``folder`` wherever the folder now is
     (it was written under a temporary name, and may have been moved or copied since).
 
-    :raises PyhvError: when the folder holds no readable export.
+    :raises NotFoundError: when the folder holds no export.
+    :raises ConfigError: when its vm.json is not valid.
     """
     config_path = folder / CONFIG_NAME
     try:
         config = parse_vm_config(config_path.read_bytes(), source=str(config_path))
     except FileNotFoundError:
-        raise PyhvError(f"{folder} is not a pyhv export: it has no {CONFIG_NAME}") from None
+        raise NotFoundError(f"{folder} is not a pyhv export: it has no {CONFIG_NAME}") from None
     data = config.model_dump()
     for controller in data["scsi_controllers"]:
         for disk in controller["disks"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -23,19 +23,23 @@ class Services:
     events: EventBus
 
 
-def services(request: Request) -> Services:
+# Dependencies and handlers are all ``async def``: FastAPI would run plain functions in a
+# thread pool, and the services are not thread-safe (nor need threads: nothing here blocks).
+async def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
 
-def needs(right: Right) -> Callable[..., Principal]:
+def needs(right: Right) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets the request through only for callers holding ``right``.
 
     :raises AuthenticationError: (401) no or unknown credentials.
     :raises PermissionDenied: (403) a role without the right.
     """
 
-    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    async def check(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
         principal = authenticator.authenticate(authorization)
         check_right(principal, right)

@@ -23,7 +23,7 @@ KEEPALIVE_S = 15.0
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-def stream_events(
+async def stream_events(
     svc: Svc, last_event_id: Annotated[int | None, Header()] = None
 ) -> StreamingResponse:
     """Events ``vm.created``, ``vm.changed``, ``vm.removed``, ``vm.state`` and ``job``.

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 
 import pyhv
-from pyhv.service.api.deps import Reader, Svc
+from pyhv.service.api.deps import Admin, Reader, Svc
+from pyhv.service.host_actions import stop_all_vms
+from pyhv.service.jobs import Job
 from pyhv.service.schemas import HostInfo
 
 router = APIRouter(tags=["host"])
 
 
 @router.get("/host", dependencies=[Reader])
-def host_info(svc: Svc) -> HostInfo:
+async def host_info(svc: Svc) -> HostInfo:
     manager = svc.manager
     return HostInfo(
         version=pyhv.__version__,
@@ -23,3 +25,11 @@ def host_info(svc: Svc) -> HostInfo:
         vms=len(manager.registry.entries()),
         running=manager.running_count(),
     )
+
+
+@router.post("/host/stop-vms", status_code=status.HTTP_202_ACCEPTED, dependencies=[Admin])
+async def stop_vms(svc: Svc, response: Response) -> Job:
+    """Before the host shuts down: each running VM's automatic stop action, as one job."""
+    job = stop_all_vms(svc.manager)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job

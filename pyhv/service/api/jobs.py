@@ -11,16 +11,16 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("", dependencies=[Reader])
-def list_jobs(svc: Svc) -> list[Job]:
+async def list_jobs(svc: Svc) -> list[Job]:
     return svc.jobs.list()
 
 
 @router.get("/{job_id}", dependencies=[Reader])
-def get_job(job_id: str, svc: Svc) -> Job:
+async def get_job(job_id: str, svc: Svc) -> Job:
     return svc.jobs.get(job_id)
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_202_ACCEPTED, dependencies=[Operator])
-def cancel_job(job_id: str, svc: Svc) -> Job:
+async def cancel_job(job_id: str, svc: Svc) -> Job:
     """Ask a running job to stop; it ends as Cancelled at its next step."""
     return svc.jobs.cancel(job_id)

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/vms", tags=["vms"])
     dependencies=[Reader],
     responses={304: {"description": "unchanged since the ETag given in If-None-Match"}},
 )
-def list_vms(svc: Svc, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+async def list_vms(svc: Svc, if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """Every VM with its state (Get-VM); send the last ETag back to get 304 when unchanged."""
     etag, body = svc.manager.list_json()
     if if_none_match == etag:
@@ -39,7 +39,7 @@ async def create_vm(body: VmCreate, svc: Svc, response: Response) -> VmView:
 
 
 @router.get("/{vm}", response_model=VmView, dependencies=[Reader])
-def get_vm(vm: str, svc: Svc) -> Response:
+async def get_vm(vm: str, svc: Svc) -> Response:
     """One VM by id or name: configuration, status and resource controls."""
     return Response(svc.manager.get_json(vm), media_type="application/json")
 

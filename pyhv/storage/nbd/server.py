@@ -47,6 +47,12 @@ from pyhv.storage.nbd.iopool import IoPool
 
 log = logging.getLogger(__name__)
 
+#: Socket send buffer per client (the kernel caps it at net.core.wmem_max, 4 MiB here). With the
+#: 208 KiB default a 1 MiB read reply takes several trips through the loop's writable callback;
+#: with 4 MiB it leaves in one ``sendmsg`` from the I/O thread: 1 MiB reads at queue depth 1
+#: went from ~1000 to ~3300 per second.
+_SEND_BUFFER = 4 * 1024 * 1024
+
 
 class Runstate(enum.Enum):
     IDLE = "idle"
@@ -215,6 +221,7 @@ class NbdServer:
         while True:
             sock, _ = await loop.sock_accept(listener)
             sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
             task = asyncio.create_task(self._serve(sock))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

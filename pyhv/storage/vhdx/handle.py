@@ -122,3 +122,8 @@ class VhdxFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def __del__(self) -> None:
+        # An image dropped without close() must not keep the file open (and look "in use").
+        if getattr(self, "fd", -1) >= 0:
+            os.close(self.fd)

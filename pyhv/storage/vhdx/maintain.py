@@ -2,7 +2,8 @@
 
 Each change is ordered so a crash leaves the old or the new disk: new space is written and
 synced before anything points at it, and every change of the BAT, metadata or region tables
-goes through one log transaction. Called only from :class:`VhdxImage`, whose methods do the I/O.
+goes through one log transaction. These are :class:`VhdxImage`'s methods, kept apart so the
+image module stays about reading and writing; file access goes through ``image.file``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ from pyhv.errors import ParentError, UnsupportedFeature, UsageError
 from pyhv.storage.image import DiskImage, DiskType, ExtentState
 from pyhv.storage.vhdx import bat as batlib
 from pyhv.storage.vhdx import structs as s
-from pyhv.storage.vhdx.metadata import (
-    pack_parent_locator,
-    replace_item,
-)
+from pyhv.storage.vhdx.metadata import pack_parent_locator, replace_item
 from pyhv.storage.vhdx.parent import build_locator
 from pyhv.storage.vhdx.region import Region, RegionTable, pack_region_table
 from pyhv.units import MiB, format_size

@@ -157,7 +157,8 @@ def test_resize_grows_and_keeps_data(tmp_path: Path, ext: str) -> None:
     path = tmp_path / f"d.{ext}"
     ok("new", path, "--size", "16M")
     write(path, 15 * MiB, b"end" * 100)
-    before = hashlib.sha256(open_image(path).read(0, 16 * MiB)).hexdigest()
+    with open_image(path) as img:
+        before = hashlib.sha256(img.read(0, 16 * MiB)).hexdigest()
     ok("resize", path, "--size", "48M")
     assert info(path)["virtual_size"] == 48 * MiB
     with open_image(path) as img:
@@ -286,7 +287,8 @@ def test_set_parent_after_the_parent_moved(tmp_path: Path) -> None:
     ok("set-parent", child, "--parent", moved)
     assert Path(info(child)["parent_path"]).name == "base.vhdx"
     assert info(child)["chain"][1]["path"].endswith("moved/base.vhdx")
-    assert open_image(child).read(0, 4096) == b"x" * 4096
+    with open_image(child) as img:
+        assert img.read(0, 4096) == b"x" * 4096
 
 
 def test_set_parent_refuses_a_disk_of_another_identity(tmp_path: Path) -> None:

@@ -127,3 +127,16 @@ def test_restart_pyhvd_with_kill9_keeps_vms(pyhvd_factory: PyhvdFactory) -> None
     c.resume("keep-running", wait=True)
     c.turn_off("keep-running", wait=True)
     assert c.get_vm("keep-running").status.state == "Off"
+
+
+def test_stop_all_vms_applies_each_automatic_stop_action(pyhvd: Pyhvd) -> None:
+    c = pyhvd.client()
+    c.create_vm(idle_vm("s1").model_copy(update={"automatic_stop_action": "turn_off"}))
+    c.create_vm(idle_vm("s2").model_copy(update={"automatic_stop_action": "shutdown"}))
+    c.create_vm(idle_vm("s3"))  # stays Off
+    c.start("s1", wait=True)
+    c.start("s2", wait=True)
+    c.pause("s2", wait=True)  # a paused guest cannot answer the button: turned off instead
+    job = c.stop_all_vms(wait=True)
+    assert job.state == JobState.COMPLETED
+    assert {v.name: v.state for v in c.list_vms()} == {"s1": "Off", "s2": "Off", "s3": "Off"}

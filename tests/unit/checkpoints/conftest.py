@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -75,3 +76,9 @@ def branched(sim: Sim) -> Sim:
     sim.apply("c1")
     sim.create("c3")
     return sim
+
+
+@pytest.fixture
+def new_sim() -> Callable[[], Sim]:
+    """For property tests, which need a fresh VM per example."""
+    return Sim

@@ -83,3 +83,14 @@ def test_detect(tmp_path: Path) -> None:
     assert isinstance(detect_cgroups(tmp_path), CgroupsV1)
     (tmp_path / "cgroup.controllers").write_text("cpu")
     assert isinstance(detect_cgroups(tmp_path), CgroupsV2)
+
+
+def test_stop_op_for_the_host_shutdown() -> None:
+    from pyhv.model import AutomaticStopAction, VmState
+    from pyhv.service.commands import Power
+    from pyhv.service.host_actions import stop_op
+
+    assert stop_op(AutomaticStopAction.SAVE, VmState.PAUSED) is Power.SAVE
+    assert stop_op(AutomaticStopAction.SHUTDOWN, VmState.RUNNING) is Power.STOP
+    assert stop_op(AutomaticStopAction.SHUTDOWN, VmState.PAUSED) is Power.TURN_OFF
+    assert stop_op(AutomaticStopAction.TURN_OFF, VmState.RUNNING) is Power.TURN_OFF
