@@ -98,7 +98,7 @@ def _attach_ancestors(child: DiskImage, seen: set[str], lock: bool) -> None:
         seen.add(real)
         parent = open_layer(parent_path, writable=False, lock=lock)
         try:
-            if parent.identity != diff.parent_identity:
+            if not identity_matches(child, parent.identity):
                 raise ParentError(
                     f"{child.path}: parent {parent_path} has identity {parent.identity.hex()}, "
                     f"but the child was made from {diff.parent_identity.hex()} "
@@ -109,6 +109,18 @@ def _attach_ancestors(child: DiskImage, seen: set[str], lock: bool) -> None:
             parent.close()
             raise
         child = parent
+
+
+def identity_matches(child: DiskImage, identity: bytes) -> bool:
+    """Whether ``identity`` binds ``child`` to a parent.
+
+    VHDX children also accept their ``parent_linkage2`` ([MS-VHDX] 2.6.2.6.3), so a format may
+    offer ``accepts_parent_identity``; otherwise the one recorded identity must match.
+    """
+    accepts = getattr(child, "accepts_parent_identity", None)
+    if accepts is not None:
+        return bool(accepts(identity))
+    return identity == cast(Differencing, child).parent_identity
 
 
 def _find_parent(child_path: Path, candidates: list[Path]) -> Path:

@@ -343,3 +343,11 @@ def test_check_repair_fixes_a_damaged_footer_copy(tmp_path: Path) -> None:
     p = pyhv("check", path, "--repair")
     assert p.returncode == 0, p.stdout + p.stderr
     assert pyhv("check", path).returncode == 0
+
+
+def test_disk_in_use_elsewhere_is_left_alone(tmp_path: Path) -> None:
+    disk = new(tmp_path / "d.vhdx", "--size", "8M")
+    with open_image(disk, writable=True):  # this process plays the running VM
+        for args in (["resize", disk, "--size", "16M"], ["compact", disk]):
+            assert "in use" in fails_cleanly(tmp_path, *args)
+        fails_cleanly(tmp_path, "convert", disk, tmp_path / "copy.vhd")
