@@ -27,6 +27,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,8 +83,16 @@ def bench(target: str, case: Case, extra: list[str]) -> float:
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until the server accepts connections (the socket file exists a moment earlier)."""
     deadline = time.monotonic() + 30
-    while not path.exists():
+    while True:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(path))
+                s.recv(18)  # the greeting: a server hung up on before it is sent complains
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server for {path} did not start")
         time.sleep(0.05)

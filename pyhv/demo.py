@@ -16,12 +16,16 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pyhv.cli.vm_disk import disk_table
 from pyhv.cli.vm_render import print_vm
 from pyhv.errors import PyhvError
 from pyhv.guestkit import KitPaths, build_kit
 from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
 from pyhv.paths import HomePaths
+from pyhv.storage import CreateSpec, create_image
+from pyhv.units import MiB
 from pyhv.worker.local import LocalHost
+from pyhv.worker.local_disks import LocalDisks
 
 VM_NAME = "demo"
 out = Console()
@@ -65,6 +69,7 @@ def run(home: Path) -> None:
             step(f"Run in the guest through its agent: {' '.join(argv)}")
             result = host.exec(VM_NAME, argv)
             out.print(result.stdout.decode(errors="replace").rstrip(), highlight=False)
+        hot_add_disk(host, home)
         step("Shut down with the ACPI power button")
         status = host.shutdown(VM_NAME, timeout_s=60)
         out.print(f"VM '{VM_NAME}' is {status.display_state} ({status.reason})")
@@ -73,6 +78,26 @@ def run(home: Path) -> None:
             host.turn_off(VM_NAME)
         step(f"Remove VM '{VM_NAME}' (its disk stays until the home is cleaned up)")
         host.remove(VM_NAME)
+
+
+def hot_add_disk(host: LocalHost, home: Path) -> None:
+    """The storage provider's story: a new VHDX appears in the running guest, takes writes
+    (counted per disk), and goes away again."""
+    data = home / "demo-data.vhdx"
+    create_image(data, CreateSpec(size=64 * MiB))
+    disks = LocalDisks(host)
+    step(f"Hot-add {data.name} (64 MiB dynamic VHDX) at SCSI 0:1, limited to 20 MiB/s")
+    disks.add(VM_NAME, data, slot=1, max_bytes_per_sec=20 * MiB)
+    script = (
+        "for i in $(seq 50); do [ -e /dev/sdb ] && break; sleep 0.2; done; "
+        "dd if=/dev/zero of=/dev/sdb bs=1M count=8 conv=fsync 2>/dev/null && "
+        "echo wrote 8 MiB to /dev/sdb, fsync included"
+    )
+    step("In the guest: write 8 MiB to /dev/sdb")
+    out.print(host.exec(VM_NAME, ["sh", "-c", script]).stdout.decode().rstrip(), highlight=False)
+    out.print(disk_table(*disks.rows(VM_NAME)))
+    step("Hot-remove it again")
+    disks.remove(VM_NAME, 0, 1)
 
 
 def main() -> None:

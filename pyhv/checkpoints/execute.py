@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyhv.checkpoints.journal import Journal, clear_journal, save_journal
-from pyhv.checkpoints.steps import CopyFile, CreateDiff, Delete, Merge, Step, WriteConfig, WriteTree
+from pyhv.checkpoints.steps import (
+    CopyFile,
+    CreateDiff,
+    Delete,
+    MarkSaved,
+    Merge,
+    Step,
+    WriteConfig,
+    WriteTree,
+)
 from pyhv.checkpoints.store import save_tree
 from pyhv.inventory import Inventory
+from pyhv.model import VmState
 from pyhv.storage import CreateSpec, create_image
 from pyhv.storage.operations import merge_image
 from pyhv.storage.operations.files import fsync_dir
 from pyhv.storage.operations.progress import Progress
+from pyhv.worker.status_file import current_status, write_status
 
 FAILPOINT_ENV = "PYHV_FAILPOINT"
 KILLED_EXIT_CODE = 137
@@ -38,10 +50,14 @@ class StepRunner:
         self.journal_path = journal_path
         self.progress = progress  # of each merge, the only step that takes long
 
-    def run(self, journal: Journal) -> None:
-        """Journal, then run the steps not done yet; the journal goes when all are."""
+    def begin(self, journal: Journal) -> None:
+        """Journal an operation before its first step changes anything."""
         save_journal(self.journal_path, journal)
         _failpoint(journal)
+
+    def run(self, journal: Journal) -> None:
+        """Journal, then run the steps not done yet; the journal goes when all are."""
+        self.begin(journal)
         while journal.done < len(journal.steps):
             self._do(journal.steps[journal.done], journal)
             journal = journal.advanced()
@@ -64,6 +80,8 @@ class StepRunner:
             save_tree(self.tree_path, journal.tree)
         elif isinstance(step, WriteConfig):
             self.inventory.save(journal.vm_config())
+        elif isinstance(step, MarkSaved):
+            self._mark_saved(journal.vm_config().id)
         elif isinstance(step, Merge):
             # Done once the child is gone: merge_image deletes it only after the flush.
             if Path(step.child).exists():
@@ -73,6 +91,16 @@ class StepRunner:
             if path.exists():
                 path.unlink()
                 fsync_dir(path.parent)
+
+    def _mark_saved(self, vm_id: str) -> None:
+        paths = self.inventory.paths
+        status = current_status(paths, vm_id)
+        update = {
+            "state": VmState.SAVED,
+            "reason": "checkpoint applied",
+            "since": datetime.now(UTC),
+        }
+        write_status(paths.vm_status(vm_id), status.model_copy(update=update))
 
 
 def _fsync_file(path: Path) -> None:

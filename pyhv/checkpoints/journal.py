@@ -28,15 +28,17 @@ class Journal(BaseModel):
     done: int = 0
     tree: CheckpointTree
     config: dict[str, Any]
+    online: bool = False  # every step is safe while the VM runs: recovery need not wait
 
     @classmethod
-    def of(cls, plan: Plan) -> Journal:
+    def of(cls, plan: Plan, *, online: bool = False) -> Journal:
         return cls(
             op=plan.op,
             steps=plan.steps,
             commit=plan.commit,
             tree=plan.tree,
             config=plan.config.model_dump(mode="json"),
+            online=online,
         )
 
     def vm_config(self) -> VmConfig:
@@ -44,6 +46,19 @@ class Journal(BaseModel):
 
     def advanced(self) -> Journal:
         return self.model_copy(update={"done": self.done + 1})
+
+    def swapped(
+        self, checkpoint_id: str, *, memory_saved: bool, paused_ms: float | None
+    ) -> Journal:
+        """The running VM's worker has swapped the disks (``SwapRunning``, the only step
+        before the commit): the checkpoint stands, with its memory only if that was saved."""
+        node = self.tree.get(checkpoint_id)
+        update: dict[str, Any] = {"paused_ms": paused_ms}
+        if not memory_saved:
+            update["memory_state"] = None
+        return self.model_copy(
+            update={"done": self.commit, "tree": self.tree.replaced(node.model_copy(update=update))}
+        )
 
 
 def load_journal(path: Path) -> Journal | None:

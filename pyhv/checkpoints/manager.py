@@ -1,9 +1,11 @@
 """Checkpoints of one host's VMs: plan, journal, run; recover first whatever was cut off.
 
-This stage handles VMs that are Off, whose checkpoints are disks only (a production checkpoint
-of an Off VM is the same thing: no guest is running whose file systems could be frozen, which
-is what Hyper-V does too). A running VM needs its worker to pause the guest, save memory and
-swap the images inside the storage provider; until that path exists such requests are refused.
+An Off VM's checkpoints are disks only; a Saved VM's take a copy of its saved state too.
+Of a Running or Paused VM the worker swaps the disks inside its storage provider at the
+instant it saves the memory (:mod:`pyhv.checkpoints.online`); a production checkpoint freezes
+the guest's file systems instead and keeps no memory. Applying turns the VM off first and,
+when the checkpoint has memory, restores it (Running again, or Saved as it was). Removing
+works while the VM runs as long as no merge has to write the disk it is running on.
 
 One operation per VM at a time: an exclusive ``flock`` on ``checkpoints/.lock``.
 """
@@ -22,15 +24,20 @@ from pyhv.checkpoints import planner
 from pyhv.checkpoints.execute import StepRunner
 from pyhv.checkpoints.export import export_checkpoint
 from pyhv.checkpoints.journal import Journal, load_journal
+from pyhv.checkpoints.online import LIVE, OnlineVm
 from pyhv.checkpoints.recovery import Direction, Recovery, plan_recovery
+from pyhv.checkpoints.steps import Merge, SwapRunning
 from pyhv.checkpoints.store import JOURNAL_FILE, LOCK_FILE, TREE_FILE, load_tree, save_tree
 from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
-from pyhv.errors import StateError
+from pyhv.errors import PyhvError, StateError
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState
 from pyhv.paths import HomePaths
 from pyhv.storage.operations.progress import Progress
 from pyhv.worker.status_file import current_status
+
+MEMORY_SUFFIX = ".vmrs"  # Hyper-V's name for a checkpoint's saved memory and devices
+_AT_REST = (VmState.OFF, VmState.SAVED)
 
 
 class CheckpointManager:
@@ -58,15 +65,26 @@ class CheckpointManager:
     def create(
         self, vm: str, name: str | None = None, kind: CheckpointType = CheckpointType.STANDARD
     ) -> Checkpoint:
-        """Checkpoint-VM of a VM that is Off.
+        """Checkpoint-VM; the node records how long a running guest was paused.
 
-        :raises StateError: the VM is not Off.
+        :raises StateError: the VM is starting or stopping; a production checkpoint without
+            a working guest agent.
         :raises ConflictError: the name is taken.
+        :raises PyhvError: the memory could not be saved (the checkpoint stands, disks only).
         """
         with self.held(vm) as config:
-            self._require_off(config, "create")
+            state = self._state(config)
+            if state not in (*_AT_REST, *LIVE):
+                raise StateError(
+                    f"cannot create a checkpoint of VM '{config.name}' while it is {state}"
+                )
             tree = load_tree(self._tree_path(config))
             now, checkpoint_id = self._now(), str(uuid.uuid4())
+            moment = planner.Moment(
+                state,
+                memory_file=str(self._dir(config) / f"{checkpoint_id.upper()}{MEMORY_SUFFIX}"),
+                saved_state=str(self.paths.vm_saved_state(config.id)),
+            )
             plan = planner.plan_create(
                 tree,
                 config,
@@ -74,19 +92,44 @@ class CheckpointManager:
                 name=name if name is not None else planner.default_name(tree, config.name, now),
                 kind=kind,
                 now=now,
+                moment=moment,
             )
+            if state in LIVE:
+                return self._take_online(config, plan, checkpoint_id)
             self._runner(config).run(Journal.of(plan))
             return plan.tree.get(checkpoint_id)
 
-    def apply(self, vm: str, name: str, progress: Progress | None = None) -> Checkpoint:
-        """Restore-VMCheckpoint: the current state is discarded.
+    def _take_online(self, config: VmConfig, plan: planner.Plan, checkpoint_id: str) -> Checkpoint:
+        step = plan.steps[0]
+        assert isinstance(step, SwapRunning)
+        runner = self._runner(config)
+        journal = Journal.of(plan, online=True)
+        runner.begin(journal)
+        try:
+            result = OnlineVm(self.paths, config).swap(step)
+        except PyhvError:
+            self._recover(config)  # undone, or finished if the worker swapped after all
+            raise
+        memory_saved = result.memory_error is None
+        runner.run(
+            journal.swapped(checkpoint_id, memory_saved=memory_saved, paused_ms=result.paused_ms)
+        )
+        node = load_tree(self._tree_path(config)).get(checkpoint_id)
+        if not memory_saved:
+            raise PyhvError(
+                f"checkpoint '{node.name}' was taken without memory (it applies as Off): "
+                f"{result.memory_error}"
+            )
+        return node
 
-        :raises StateError: the VM is not Off.
-        """
+    def apply(self, vm: str, name: str, progress: Progress | None = None) -> Checkpoint:
+        """Restore-VMCheckpoint: the current state is discarded (a running VM is turned off),
+        and a checkpoint with memory comes back Running, or Saved if it was taken Saved."""
         with self.held(vm) as config:
-            self._require_off(config, "apply")
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
+            online = OnlineVm(self.paths, config)
+            online.turn_off()
             plan = planner.plan_apply(
                 tree,
                 config,
@@ -97,6 +140,8 @@ class CheckpointManager:
             if target.memory_state is not None:
                 self.paths.vm_state_dir(config.id).mkdir(parents=True, exist_ok=True)
             self._runner(config, progress).run(Journal.of(plan))
+            if target.memory_state is not None and target.vm_state in LIVE:
+                online.restore()
             return target
 
     def remove(
@@ -104,15 +149,17 @@ class CheckpointManager:
     ) -> list[Checkpoint]:
         """Remove-VMCheckpoint; returns what was removed.
 
-        :raises StateError: the VM is not Off.
+        :raises StateError: the VM runs and its running disk would have to be merged.
         """
         with self.held(vm) as config:
-            self._require_off(config, "remove")
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
             gone = tree.subtree(target.id) if subtree else [target]
             plan = planner.plan_remove(tree, config, target, subtree=subtree)
-            self._runner(config, progress).run(Journal.of(plan))
+            online = self._state(config) not in _AT_REST
+            if online:
+                _refuse_online_merge(plan, config, target)
+            self._runner(config, progress).run(Journal.of(plan, online=online))
             return gone
 
     def rename(self, vm: str, name: str, new_name: str) -> Checkpoint:
@@ -160,13 +207,14 @@ class CheckpointManager:
         journal = load_journal(journal_path)
         if journal is None:
             return None
-        state = current_status(self.paths, config.id).state
-        if state != VmState.OFF:
+        state = self._state(config)
+        if state != VmState.OFF and not journal.online:
             # Steps run against disks the VM is using would corrupt them.
             raise StateError(
                 f"VM '{config.name}' is {state} but a checkpoint {journal.op} was cut off "
                 "before it finished; turn the VM off, then run `pyhv checkpoint list` to recover"
             )
+        journal = self._settle_swap(config, journal)
         recovery = plan_recovery(journal)
         runner = self._runner(config)
         if recovery.direction == Direction.FORWARD:
@@ -174,6 +222,18 @@ class CheckpointManager:
         else:
             runner.undo(recovery.steps, journal)
         return recovery
+
+    def _settle_swap(self, config: VmConfig, journal: Journal) -> Journal:
+        """A running VM's checkpoint cut off around the worker's swap: if the swap happened,
+        the checkpoint stands (with its memory if the file is complete)."""
+        step = journal.steps[0] if journal.steps else None
+        if journal.done >= journal.commit or not isinstance(step, SwapRunning):
+            return journal
+        if not OnlineVm(self.paths, config).swapped(step):
+            return journal
+        node = journal.tree.get(journal.tree.current or "")
+        memory_saved = step.memory is not None and Path(step.memory).exists()
+        return journal.swapped(node.id, memory_saved=memory_saved, paused_ms=None)
 
     @contextmanager
     def _lock_file(self, config: VmConfig) -> Iterator[None]:
@@ -186,13 +246,8 @@ class CheckpointManager:
         finally:
             os.close(fd)
 
-    def _require_off(self, config: VmConfig, verb: str) -> None:
-        state = current_status(self.paths, config.id).state
-        if state != VmState.OFF:
-            raise StateError(
-                f"cannot {verb} a checkpoint of VM '{config.name}': it is {state}, and "
-                "checkpoints of a running VM need the worker (not built yet); turn it off first"
-            )
+    def _state(self, config: VmConfig) -> VmState:
+        return current_status(self.paths, config.id).state
 
     def _runner(self, config: VmConfig, progress: Progress | None = None) -> StepRunner:
         folder = self._dir(config)
@@ -203,3 +258,15 @@ class CheckpointManager:
 
     def _tree_path(self, config: VmConfig) -> Path:
         return self._dir(config) / TREE_FILE
+
+
+def _refuse_online_merge(plan: planner.Plan, config: VmConfig, target: Checkpoint) -> None:
+    """:raises StateError: a merge of the plan writes the disk the running VM writes."""
+    running = set(planner.disk_paths(config).values())
+    for step in plan.steps:
+        if isinstance(step, Merge) and step.child in running:
+            raise StateError(
+                f"removing checkpoint '{target.name}' merges the disk VM '{config.name}' is "
+                f"running on ({step.child}) into its parent, which needs an online merge "
+                "pyhv does not do yet; turn the VM off or save it, then remove the checkpoint"
+            )

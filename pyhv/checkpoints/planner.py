@@ -17,10 +17,19 @@ from datetime import datetime
 from pathlib import Path
 
 from pyhv.checkpoints.collect import collect, detached
-from pyhv.checkpoints.steps import CopyFile, CreateDiff, Delete, Step, WriteConfig, WriteTree
+from pyhv.checkpoints.steps import (
+    CopyFile,
+    CreateDiff,
+    Delete,
+    MarkSaved,
+    Step,
+    SwapRunning,
+    WriteConfig,
+    WriteTree,
+)
 from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import StateError, UnsupportedFeature
-from pyhv.model import VmConfig
+from pyhv.model import VmConfig, VmState
 from pyhv.storage import ImageFormat, format_for_name
 
 _ID_SUFFIX = re.compile(r"_[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$")
@@ -74,6 +83,16 @@ def default_name(tree: CheckpointTree, vm_name: str, now: datetime) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Moment:
+    """What the VM is doing when a checkpoint is taken: its state, where the checkpoint's
+    memory would go, and a Saved VM's saved-state file."""
+
+    state: VmState = VmState.OFF
+    memory_file: str | None = None
+    saved_state: str | None = None
+
+
 def plan_create(
     tree: CheckpointTree,
     config: VmConfig,
@@ -82,10 +101,16 @@ def plan_create(
     name: str,
     kind: CheckpointType,
     now: datetime,
+    moment: Moment = Moment(),
 ) -> Plan:
     """Freeze every writable disk; the VM continues in a new differencing disk on each.
 
-    :raises StateError: a disk of the VM is another checkpoint's frozen image.
+    Of an Off VM: disks only. Of a Saved VM: disks and a copy of the saved state. Of a
+    running or paused VM the worker swaps the disks at the instant its memory is saved
+    (standard) or while the guest's file systems are frozen (production, disks only).
+
+    :raises StateError: a disk of the VM is another checkpoint's frozen image; a production
+        checkpoint of a paused VM (its agent cannot freeze anything).
     """
     disks = disk_paths(config)
     frozen = tree.referenced_images()
@@ -96,6 +121,7 @@ def plan_create(
                 "attach a differencing disk on it instead"
             )
     new_paths = {key: child_path(path, checkpoint_id) for key, path in disks.items()}
+    pre, memory = _taking(moment, kind, disks, new_paths, config.name)
     node = Checkpoint(
         id=checkpoint_id,
         name=name,
@@ -103,17 +129,42 @@ def plan_create(
         created=now,
         type=kind,
         disks=disks,
+        memory_state=memory,
+        vm_state=moment.state if memory is not None else VmState.OFF,
         config=config.model_dump(mode="json"),
     )
     new_tree = tree.with_checkpoint(node, {new_paths[k]: disks[k] for k in disks})
-    creates: list[Step] = [CreateDiff(path=new_paths[k], parent=disks[k]) for k in disks]
     return Plan(
         "create",
-        [*creates, WriteTree(), WriteConfig()],
-        len(creates),
+        [*pre, WriteTree(), WriteConfig()],
+        len(pre),
         new_tree,
         with_disk_paths(config, new_paths),
     )
+
+
+def _taking(
+    moment: Moment,
+    kind: CheckpointType,
+    disks: dict[str, str],
+    new_paths: dict[str, str],
+    vm_name: str,
+) -> tuple[list[Step], str | None]:
+    """The steps that make the new files, and the memory file the checkpoint gets."""
+    if moment.state in (VmState.RUNNING, VmState.PAUSED):
+        production = kind == CheckpointType.PRODUCTION
+        if production and moment.state == VmState.PAUSED:
+            raise StateError(
+                f"VM '{vm_name}' is Paused: its guest agent cannot freeze file systems; "
+                "resume it or take a standard checkpoint"
+            )
+        memory = None if production else moment.memory_file
+        return [SwapRunning(disks=new_paths, memory=memory, freeze=production)], memory
+    creates: list[Step] = [CreateDiff(path=new_paths[k], parent=disks[k]) for k in disks]
+    if moment.state == VmState.SAVED and moment.saved_state and moment.memory_file:
+        creates.append(CopyFile(src=moment.saved_state, dst=moment.memory_file))
+        return creates, moment.memory_file
+    return creates, None
 
 
 def plan_apply(
@@ -133,9 +184,11 @@ def plan_apply(
     images = {**tree.images, **{new_paths[k]: target.disks[k] for k in target.disks}}
     moved = tree.moved_to(target.id).model_copy(update={"images": images})
     pre: list[Step] = [CreateDiff(path=new_paths[k], parent=target.disks[k]) for k in new_paths]
+    post: list[Step] = []
     if target.memory_state is not None:
         pre.append(CopyFile(src=target.memory_state, dst=saved_state))
-    return _finish("apply", pre, _kept(tree, config), moved, new_config, [])
+        post.append(MarkSaved())
+    return _finish("apply", pre, _kept(tree, config), moved, new_config, post)
 
 
 def plan_remove(
@@ -143,7 +196,7 @@ def plan_remove(
 ) -> Plan:
     """Drop ``target`` (or its subtree); data still read elsewhere is merged, never lost."""
     gone = tree.subtree(target.id) if subtree else [target]
-    memory = [Delete(path=c.memory_state) for c in gone if c.memory_state is not None]
+    memory: list[Step] = [Delete(path=c.memory_state) for c in gone if c.memory_state]
     new_tree = tree.without(target.id, subtree)
     return _finish("remove", [], _kept(tree, config), new_tree, config, memory)
 
@@ -162,7 +215,7 @@ def _finish(
     kept: set[str],
     tree: CheckpointTree,
     config: VmConfig,
-    deletes: list[Delete],
+    after: list[Step],
 ) -> Plan:
     """Commit the new tree and config, then fold away the images nobody needs; ``kept`` are
     images the operation must not touch although nothing references them."""
@@ -170,5 +223,5 @@ def _finish(
     final_tree = tree.with_images(done.images, done.moved)
     paths = {k: done.moved.get(p, p) for k, p in disk_paths(config).items()}
     final_config = with_disk_paths(config, paths)
-    steps: list[Step] = [*pre, WriteTree(), WriteConfig(), *done.steps, *deletes]
+    steps: list[Step] = [*pre, WriteTree(), WriteConfig(), *after, *done.steps]
     return Plan(op, steps, len(pre), final_tree, final_config)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pyhv.checkpoints.journal import Journal
-from pyhv.checkpoints.steps import Delete, Step, created_file
+from pyhv.checkpoints.steps import Delete, Step, created_files
 
 
 class Direction(StrEnum):
@@ -29,6 +29,6 @@ class Recovery:
 def plan_recovery(journal: Journal) -> Recovery:
     if journal.done >= journal.commit:
         return Recovery(Direction.FORWARD, journal.steps[journal.done :])
-    made = [created_file(s) for s in journal.steps[: journal.commit]]
-    undo: list[Step] = [Delete(path=p) for p in reversed(made) if p is not None]
+    made = [p for s in journal.steps[: journal.commit] for p in created_files(s)]
+    undo: list[Step] = [Delete(path=p) for p in reversed(made)]
     return Recovery(Direction.BACK, undo)

@@ -6,9 +6,12 @@ those files; steps from the commit index on are idempotent, so they can always b
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from pyhv.worker.memory_save import partial_path
 
 
 class _Step(BaseModel):
@@ -31,6 +34,18 @@ class CopyFile(_Step):
     dst: str
 
 
+class SwapRunning(_Step):
+    """The running VM's worker continues each disk in a new child (``"controller:slot"`` ->
+    path) and saves the memory to ``memory`` at the same instant, freezing the guest's file
+    systems around it with ``freeze`` (new files: undo deletes them; the manager runs this
+    step itself and, after a crash, asks the worker whether the swap happened)."""
+
+    kind: Literal["swap_running"] = "swap_running"
+    disks: dict[str, str]
+    memory: str | None = None
+    freeze: bool = False
+
+
 class WriteTree(_Step):
     """Replace ``tree.json`` with the journal's new tree."""
 
@@ -41,6 +56,12 @@ class WriteConfig(_Step):
     """Replace ``vm.json`` with the journal's new configuration."""
 
     kind: Literal["write_config"] = "write_config"
+
+
+class MarkSaved(_Step):
+    """Record the VM as Saved: its saved state is a checkpoint's memory, restored at start."""
+
+    kind: Literal["mark_saved"] = "mark_saved"
 
 
 class Merge(_Step):
@@ -59,14 +80,19 @@ class Delete(_Step):
 
 
 Step = Annotated[
-    CreateDiff | CopyFile | WriteTree | WriteConfig | Merge | Delete, Field(discriminator="kind")
+    CreateDiff | CopyFile | SwapRunning | WriteTree | WriteConfig | MarkSaved | Merge | Delete,
+    Field(discriminator="kind"),
 ]
 
 
-def created_file(step: Step) -> str | None:
-    """The new file a pre-commit step makes, which is what undoing it removes."""
+def created_files(step: Step) -> list[str]:
+    """The new files a pre-commit step makes, which is what undoing it removes (a memory
+    file is written under a temporary name first: that one too)."""
     if isinstance(step, CreateDiff):
-        return step.path
+        return [step.path]
     if isinstance(step, CopyFile):
-        return step.dst
-    return None
+        return [step.dst]
+    if isinstance(step, SwapRunning):
+        memory = [] if step.memory is None else [step.memory, str(partial_path(Path(step.memory)))]
+        return [*step.disks.values(), *memory]
+    return []

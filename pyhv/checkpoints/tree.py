@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pyhv.errors import ConflictError, NotFoundError, UsageError
+from pyhv.model import VmState
 
 MAX_NAME_LENGTH = 100
 NOW_LABEL = "Now"
@@ -44,6 +45,8 @@ class Checkpoint(BaseModel):
     type: CheckpointType = CheckpointType.STANDARD
     disks: dict[str, str]  # "controller:slot" -> the image this checkpoint froze
     memory_state: str | None = None
+    vm_state: VmState = VmState.OFF  # what applying it with its memory brings back
+    paused_ms: float | None = None  # how long the running guest was stopped to take it
     config: dict[str, Any]  # the VmConfig as JSON, as it was
 
 
@@ -107,15 +110,16 @@ class CheckpointTree(BaseModel):
             }
         )
 
+    def replaced(self, node: Checkpoint) -> CheckpointTree:
+        """The same tree with the checkpoint of ``node.id`` replaced by ``node``."""
+        nodes = tuple(node if c.id == node.id else c for c in self.checkpoints)
+        return self.model_copy(update={"checkpoints": nodes})
+
     def renamed(self, checkpoint_id: str, new_name: str) -> CheckpointTree:
         check_name(new_name)
         if any(c.name == new_name and c.id != checkpoint_id for c in self.checkpoints):
             raise ConflictError(f"a checkpoint named {new_name!r} exists: choose another name")
-        nodes = tuple(
-            c.model_copy(update={"name": new_name}) if c.id == checkpoint_id else c
-            for c in self.checkpoints
-        )
-        return self.model_copy(update={"checkpoints": nodes})
+        return self.replaced(self.get(checkpoint_id).model_copy(update={"name": new_name}))
 
     def without(self, checkpoint_id: str, subtree: bool) -> CheckpointTree:
         """Drop a checkpoint (its children move up to its parent) or its whole subtree; the

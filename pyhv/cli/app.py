@@ -34,7 +34,7 @@ def fail(message: str, code: int) -> None:
 
 
 def main() -> None:
-    """Run the CLI; expected errors become one line on stderr and an exit code, never a traceback."""
+    """Run the CLI: expected errors become one line on stderr and an exit code, no traceback."""
     debug = bool(os.environ.get("PYHV_DEBUG"))
     try:
         app()

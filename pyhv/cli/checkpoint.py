@@ -1,6 +1,7 @@
 """`pyhv checkpoint` commands: Checkpoint-VM, Get-VMCheckpoint, Restore-VMCheckpoint, …
 
-This stage works on VMs that are Off (disks only); a running VM's checkpoints need its worker.
+Checkpoints of a running VM save its memory too (standard) or freeze its file systems
+(production); applying one with memory brings the VM back Running (or Saved).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ def new(
     kind: CheckpointType = typer.Option(
         CheckpointType.STANDARD,
         "--type",
-        help="production freezes the guest's file systems; of an Off VM both are disks only.",
+        help="standard saves a running VM's memory too; production freezes the guest's file "
+        "systems through its agent instead (disks only).",
     ),
 ) -> None:
     """Create a checkpoint (Checkpoint-VM); the VM continues from it."""
     node = _manager().create(vm, name, kind)
-    _out.print(f"created checkpoint '{escape(node.name)}' of VM '{escape(vm)}'")
+    paused = "" if node.paused_ms is None else f" (guest paused {node.paused_ms:.0f} ms)"
+    _out.print(f"created checkpoint '{escape(node.name)}' of VM '{escape(vm)}'{paused}")
 
 
 @app.command("list")
@@ -78,7 +81,10 @@ def show(
         ("Parent", parent),
         ("Current", "yes (Now hangs here)" if tree.current == node.id else "no"),
         ("Memory state", node.memory_state or "none (disks only)"),
+        ("Restores as", node.vm_state.value),
     ]
+    if node.paused_ms is not None:
+        rows.append(("Guest paused", f"{node.paused_ms:.0f} ms"))
     rows += [(f"Disk {key}", path) for key, path in sorted(node.disks.items())]
     for label, value in rows:
         _out.print(f"{label:<14}{escape(value)}", highlight=False)
@@ -103,7 +109,7 @@ def apply(
         _out.print(f"checkpointed the current state as '{escape(saved.name)}'")
     with progress_bar("merging") as progress:
         manager.apply(vm, node.id, progress)
-    _out.print(f"VM '{escape(vm)}' is back at checkpoint '{escape(node.name)}'")
+    _out.print(f"VM '{escape(vm)}' is back at checkpoint '{escape(node.name)}' ({node.vm_state})")
 
 
 def _ask_checkpoint_first(vm: str, node: Checkpoint) -> bool:

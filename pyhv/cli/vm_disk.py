@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pyhv.cli.vm_render import disk_io, disk_qos
+from pyhv.cli.vm_render import disk_qos
+from pyhv.model import DiskStats, VmConfig
 from pyhv.units import format_size, parse_size
 from pyhv.worker.local import LocalHost
 from pyhv.worker.local_disks import DiskRow, LocalDisks
@@ -90,6 +91,10 @@ def list_disks(
         dvd = config.dvd.model_dump(mode="json") if config.dvd else None
         print(json.dumps({"disks": [row_json(r) for r in rows], "dvd": dvd}, indent=2))
         return
+    Console().print(disk_table(config, rows))
+
+
+def disk_table(config: VmConfig, rows: list[DiskRow]) -> Table:
     table = Table("SCSI", "Path", "Type", "Size", "Access", "QoS", "I/O")
     for r in rows:
         table.add_row(*row_cells(r))
@@ -97,13 +102,25 @@ def list_disks(
         drive = config.dvd
         medium = str(drive.path) if drive.path else "(empty)"
         table.add_row(f"{drive.controller}:{drive.slot}", medium, "DVD", "", "read-only", "", "")
-    Console().print(table)
+    return table
+
+
+def io_cell(st: DiskStats) -> str:
+    """The provider's counters, short enough for a table cell: ops, bytes (mean latency)."""
+    parts = []
+    for kind, ops, nbytes, ms in (
+        ("r", st.read_ops, st.read_bytes, st.read_latency_ms_avg),
+        ("w", st.write_ops, st.write_bytes, st.write_latency_ms_avg),
+    ):
+        latency = f" ({ms:.1f} ms)" if ms is not None else ""
+        parts.append(f"{ops} {kind} {format_size(nbytes)}{latency}")
+    return ", ".join(parts)
 
 
 def row_cells(r: DiskRow) -> list[str]:
     kind = f"{r.info.format} {r.info.disk_type}" if r.info else f"? ({r.error})"
     size = format_size(r.info.size) if r.info else "?"
-    io = disk_io(r.stats) if r.stats is not None else ""
+    io = io_cell(r.stats) if r.stats is not None else ""
     access = "read-only" if r.disk.read_only else "read-write"
     qos = disk_qos(r.disk.max_iops, r.disk.max_bytes_per_sec) or "-"
     return [f"{r.controller}:{r.slot}", str(r.disk.path), kind, size, access, qos, io]

@@ -14,6 +14,7 @@ import enum
 import grp
 import hmac
 import json
+import logging
 import os
 import pwd
 import socket
@@ -27,6 +28,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pyhv.errors import AuthenticationError, ConfigError, PermissionDenied
 from pyhv.service.api.errors import PROBLEM_JSON, problem
+
+log = logging.getLogger(__name__)
 
 PYHV_GROUP = "pyhv"
 
@@ -101,7 +104,12 @@ class TokenAuthenticator:
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return
-        self._entries = load_tokens(self._path)
+        try:
+            self._entries = load_tokens(self._path)
+        except ConfigError as err:
+            # The server's file is broken, not the caller's request: nobody gets in.
+            log.error("%s", err)
+            raise AuthenticationError(f"pyhvd cannot check tokens: {err}") from err
         self._stamp = stamp
 
     def authenticate(self, authorization: str | None) -> Principal:

@@ -93,6 +93,9 @@ class VmManager:
         self.cgroups = cgroups
         self._available_memory_mib = available_memory_mib
         self._mutating = asyncio.Lock()
+        # One status reader at a time: a scan that read a file before a job's own read must
+        # not record its older state after the job's.
+        self._reading_status = asyncio.Lock()
         self._busy: dict[str, Job] = {}
         self._listing: tuple[int, bytes] | None = None
         # Entity tags must not repeat across restarts, when the version counter starts over.
@@ -146,8 +149,9 @@ class VmManager:
 
     async def refresh(self) -> None:
         """Take in what others changed on disk: workers' status files, configs edited elsewhere."""
-        result = await asyncio.to_thread(scan, self.paths, self.registry.seen())
-        self._apply(result)
+        async with self._reading_status:
+            result = await asyncio.to_thread(scan, self.paths, self.registry.seen())
+            self._apply(result)
 
     def _apply(self, result: ScanResult) -> None:
         for vm_id in result.gone:
@@ -343,10 +347,11 @@ class VmManager:
             await asyncio.sleep(SETTLE_POLL_S)
 
     async def _sync_status(self, vm_id: str) -> VmEntry:
-        status = await asyncio.to_thread(current_status, self.paths, vm_id)
-        entry = self.registry.get(vm_id)
-        if self.registry.set_status(vm_id, status):
-            self._state_changed(entry)
+        async with self._reading_status:
+            status = await asyncio.to_thread(current_status, self.paths, vm_id)
+            entry = self.registry.get(vm_id)
+            if self.registry.set_status(vm_id, status):
+                self._state_changed(entry)
         return entry
 
     async def _apply_cgroup(self, entry: VmEntry) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import weakref
 from pathlib import Path
 from typing import cast
 
@@ -68,7 +69,10 @@ def open_layer(
         if held is not None:
             held.release()
         raise
-    image.file_lock = held
+    if held is not None:
+        image.file_lock = held
+        # An image dropped without close() must not keep other processes out for good.
+        weakref.finalize(image, held.release)
     return image
 
 

@@ -131,6 +131,16 @@ class DiskProvider:
         del self._images[key]
         await asyncio.to_thread(_flush_close, image)
 
+    def image(self, controller: int, slot: int) -> DiskImage:
+        """The image served for a disk now (a checkpoint flushes it and builds on it)."""
+        return self._images[(controller, slot)]
+
+    async def swap_image(self, controller: int, slot: int, image: DiskImage) -> DiskImage:
+        """Serve ``image`` for the disk from now on; returns the one it replaced, to close."""
+        old = await self._server.swap_image(export_name(controller, slot), image)
+        self._images[(controller, slot)] = image
+        return old
+
     def stats(self) -> dict[str, DiskStats]:
         return {
             f"{c}:{s}": disk_stats(self._server.stats(export_name(c, s))) for c, s in self._images

@@ -2,7 +2,8 @@
 
 The worker gets its own session (a terminal's Ctrl-C or hang-up never reaches it) and writes
 its log to ``logs/<id>/worker.log``; when it fails before answering, the error is the last
-line it wrote there.
+line it wrote there. Its environment names it as ``VM '<name>'`` for disk-lock errors
+(:mod:`pyhv.storage.locks`), so another process refused a disk is told which VM holds it.
 """
 
 from __future__ import annotations

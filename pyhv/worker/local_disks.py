@@ -73,14 +73,14 @@ def check_image(path: Path, writable: bool) -> None:
         raise UsageError(str(e)) from e  # the user named the wrong file: bad input
 
 
-def _preview(config: VmConfig, change: Callable[[VmConfig], Any]) -> VmConfig:
+def _preview(config: VmConfig, change: Callable[[VmConfig], Any]) -> None:
     """Apply ``change`` to a copy and validate it whole, so errors come before any action."""
     copy = config.model_copy(deep=True)
     try:
         change(copy)
     except ValidationError as e:
         raise config_error(e) from None
-    return parse_vm_config(copy.model_dump_json())
+    parse_vm_config(copy.model_dump_json())
 
 
 class LocalDisks:
@@ -101,9 +101,10 @@ class LocalDisks:
 
     def _record(
         self, config: VmConfig, change: Callable[[VmConfig], Any], undo: Callable[[], Any] | None
-    ) -> VmConfig:
+    ) -> None:
+        """Save the change in vm.json; if that fails, ``undo`` what the worker already did."""
         try:
-            return self.host.inventory.update(config.id, change)
+            self.host.inventory.update(config.id, change)
         except BaseException:
             if undo is not None:
                 undo()
@@ -122,7 +123,7 @@ class LocalDisks:
     ) -> tuple[int, int]:
         """Attach a disk; hot-add when the VM runs. Returns (controller, slot).
 
-        :raises ConfigError, ConflictError, NotFoundError, InvalidFormat, StateError:
+        :raises ConfigError, ConflictError, NotFoundError, UsageError, StateError:
         """
         config = self.host.get(name)
         disk_edit.check_position(controller, slot)

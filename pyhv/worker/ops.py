@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pyhv.errors import PyhvError, QmpError, StateError, UsageError
 from pyhv.model import VmState
 from pyhv.worker import qmp as q
+from pyhv.worker.checkpoint_ops import CheckpointOps
 from pyhv.worker.control import Handler, StreamHandler
 from pyhv.worker.disk_ops import DiskOps
 from pyhv.worker.states import Action, Event
@@ -44,6 +45,7 @@ class WorkerOps:
             "exec": self.exec,
             "wait_console": self.wait_console,
             **DiskOps(self.w).handlers(),
+            **CheckpointOps(self.w).handlers(),
         }
         return handlers, {"console": self.console}
 

@@ -16,6 +16,7 @@ from typing import cast
 from pyhv.errors import ParentError, PyhvError
 from pyhv.storage import detect_format, driver_for, open_layer
 from pyhv.storage.chains import _find_parent as find_parent
+from pyhv.storage.chains import identity_matches
 from pyhv.storage.formats import Differencing
 from pyhv.storage.image import DiskImage, DiskType
 from pyhv.storage.locks import lock_image
@@ -96,9 +97,7 @@ def link_problems(child: DiskImage, parent: DiskImage) -> list[str]:
     """What is wrong with ``parent`` as the parent of ``child`` (pure: uses loaded metadata)."""
     out: list[str] = []
     expected = cast(Differencing, child).parent_identity
-    # VHDX children may also accept a second identity (parent_linkage2, [MS-VHDX] 2.6.2.6.3).
-    accepts = getattr(child, "accepts_parent_identity", None)
-    if not (accepts(parent.identity) if accepts else parent.identity == expected):
+    if not identity_matches(child, parent.identity):
         out.append(
             f"{child.path}: parent {parent.path} has identity {parent.identity.hex()}, but the "
             f"child was made from {expected.hex()} (wrong or modified parent)"

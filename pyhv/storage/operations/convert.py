@@ -44,6 +44,8 @@ def convert_image(
         )
     if dst_path.exists() or dst_path.is_symlink():
         raise ConflictError(f"{dst_path} already exists; remove it or pick another name")
+    if not dst_path.parent.is_dir():
+        raise UsageError(f"{dst_path}: folder {dst_path.parent} does not exist")
     with open_image(src_path) as source:
         spec = CreateSpec(
             size=source.size,

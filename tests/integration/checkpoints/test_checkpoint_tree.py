@@ -19,7 +19,8 @@ from pyhv.model import VmStatus, parse_vm_config
 from pyhv.model.status import VmState
 from pyhv.storage import open_image
 from pyhv.storage.operations import check_chain
-from pyhv.worker.status_file import write_status
+from pyhv.worker.local import LocalHost
+from pyhv.worker.status_file import current_status, write_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VM = "cpvm"
@@ -119,15 +120,21 @@ def test_rename_and_export_an_importable_chain(off_vm: Any, tmp_path: Path) -> N
     assert off_vm.state() == at_c2
 
 
-def test_a_vm_that_is_not_off_is_refused(off_vm: Any) -> None:
+def test_a_saved_vm_keeps_its_saved_state_and_comes_back_saved(off_vm: Any) -> None:
     config = off_vm.inventory.get(VM)
     paths = off_vm.manager.paths
     paths.vm_state_dir(config.id).mkdir(parents=True)
-    paths.vm_saved_state(config.id).write_bytes(b"memory")
+    paths.vm_saved_state(config.id).write_bytes(b"memory at c1")
     write_status(paths.vm_status(config.id), VmStatus(state=VmState.SAVED))
-    with pytest.raises(StateError, match="need the worker") as err:
-        off_vm.manager.create(VM, "c1")
-    assert "\n" not in str(err.value)
+    node = off_vm.manager.create(VM, "c1")
+    assert node.vm_state == VmState.SAVED and node.memory_state is not None
+    assert Path(node.memory_state).read_bytes() == b"memory at c1"
+    LocalHost(paths).turn_off(VM)  # discards the saved state
+    off_vm.write("B")
+    off_vm.manager.apply(VM, "c1")
+    assert current_status(paths, config.id).state == VmState.SAVED
+    assert paths.vm_saved_state(config.id).read_bytes() == b"memory at c1"
+    off_vm.check()
 
 
 def test_an_interrupted_operation_is_not_recovered_under_a_running_vm(off_vm: Any) -> None:

@@ -317,6 +317,8 @@ def test_convert_refuses_existing_target_and_unknown_extension(tmp_path: Path) -
     fails_cleanly(tmp_path, "convert", src, tmp_path / "d.qcow2", code=2)
     fails_cleanly(tmp_path, "convert", src, tmp_path / "x.vhd", "--fixed", "--dynamic", code=2)
     fails_cleanly(tmp_path, "convert", tmp_path / "missing.vhd", tmp_path / "x.vhd", code=2)
+    line = fails_cleanly(tmp_path, "convert", src, tmp_path / "no" / "x.vhd", code=2)
+    assert "partial" not in line and "no/x.vhd" in line
 
 
 def test_other_commands_refuse_bad_arguments(tmp_path: Path) -> None:

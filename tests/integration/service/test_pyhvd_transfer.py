@@ -70,6 +70,7 @@ def test_export_compare_import(pyhvd: Pyhvd) -> None:
     assert check_chain(disk) == []
 
 
+@pytest.mark.integration
 def test_export_needs_the_vm_at_rest(pyhvd: Pyhvd) -> None:
     c = pyhvd.client()
     c.create_vm(VmConfig(name="busy", memory_startup_mib=64, boot_order=[]))

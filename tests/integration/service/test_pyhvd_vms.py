@@ -197,3 +197,15 @@ def test_second_pyhvd_on_same_home_refuses(pyhvd: Pyhvd) -> None:
     assert r.stderr.strip().splitlines() == [
         f"pyhvd: error: another pyhvd is running for this home (it holds {lock})"
     ]
+
+
+def test_events_replay_after_last_event_id(pyhvd: Pyhvd) -> None:
+    c = pyhvd.client()
+    c.create_vm(VmConfig(name="ev", memory_startup_mib=64))
+    c.update_vm("ev", VmPatch(notes="n"))
+    with c.events(last_event_id=0) as events:
+        first, second = next(events), next(events)
+    assert (first.type, first.data["name"]) == ("vm.created", "ev")
+    assert second.type == "vm.changed" and second.id > first.id
+    with c.events(last_event_id=first.id) as events:
+        assert next(events).id == second.id

@@ -101,6 +101,17 @@ def sh(*argv: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     return out
 
 
+def wait_until_listening(path: Path) -> None:
+    for _ in range(600):  # a socket file exists a moment before anyone listens on it
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(path))
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {path}")
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[ServedImages]:
     with ServedImages(tmp_path / "nbd.sock") as s:
@@ -276,10 +287,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(sock), str(path)])
     try:
-        for _ in range(600):
-            if sock.exists():
-                break
-            time.sleep(0.05)
+        wait_until_listening(sock)
         uri = f"nbd+unix:///disk?socket={sock}"
         sh("qemu-io", "-f", "raw", uri, "-c", "write -P 0x77 1M 1M", "-c", "write -f -P 0x78 3M 4k")
     finally:
@@ -316,12 +324,14 @@ def qemu_with_nbd_disk(nbd_sock: Path, tmp_path: Path) -> Iterator[Callable[...,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        for _ in range(600):
-            if qmp_path.exists() or qemu.poll() is not None:
-                break
-            time.sleep(0.05)
         with socket.socket(socket.AF_UNIX) as mon:
-            mon.connect(str(qmp_path))
+            for _ in range(600):  # the socket file appears before QEMU listens on it
+                try:
+                    mon.connect(str(qmp_path))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    assert qemu.poll() is None, qemu.communicate()[0]
+                    time.sleep(0.05)
             replies = mon.makefile("rb")
             replies.readline()  # greeting
             qmp(mon, replies, "qmp_capabilities")

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pyhv.checkpoints.planner import Plan, plan_apply, plan_create, plan_remove
+from pyhv.checkpoints.planner import Moment, Plan, plan_apply, plan_create, plan_remove
 from pyhv.checkpoints.tree import CheckpointTree, CheckpointType
-from pyhv.model import DiskAttachment, ScsiController, VmConfig
+from pyhv.model import DiskAttachment, ScsiController, VmConfig, VmState
 
 BASES = ("/d/sys.vhdx", "/d/data.vhd")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,15 +39,23 @@ class Sim:
         self.tree, self.config = plan.tree, plan.config
         return plan
 
-    def create(self, name: str) -> Plan:
+    def create(
+        self,
+        name: str,
+        state: VmState = VmState.OFF,
+        kind: CheckpointType = CheckpointType.STANDARD,
+    ) -> Plan:
         self.clock += timedelta(minutes=1)
+        checkpoint_id = self._id()
+        moment = Moment(state, f"/m/{checkpoint_id}.vmrs", "/s/memory.bin")
         plan = plan_create(
             self.tree,
             self.config,
-            checkpoint_id=self._id(),
+            checkpoint_id=checkpoint_id,
             name=name,
-            kind=CheckpointType.STANDARD,
+            kind=kind,
             now=self.clock,
+            moment=moment,
         )
         return self.take(plan)
 

@@ -20,14 +20,16 @@ from pyhv.checkpoints.steps import (
     CopyFile,
     CreateDiff,
     Delete,
+    MarkSaved,
     Merge,
     Step,
+    SwapRunning,
     WriteConfig,
     WriteTree,
-    created_file,
+    created_files,
 )
 from pyhv.checkpoints.tree import CheckpointTree
-from pyhv.model import VmConfig
+from pyhv.model import VmConfig, VmState
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class World:
     files: frozenset[str]
     tree: CheckpointTree
     config: str
+    saved: bool = False
 
     @classmethod
     def of(cls, sim: Any) -> World:
@@ -43,8 +46,13 @@ class World:
         return cls(frozenset(files), sim.tree, sim.config.model_dump_json())
 
     def run(self, step: Step, journal: Journal) -> World:
+        if isinstance(step, SwapRunning):  # the memory's temporary name is gone when done
+            made = {*step.disks.values(), *([step.memory] if step.memory else [])}
+            return replace(self, files=self.files | made)
         if isinstance(step, CreateDiff | CopyFile):
-            return replace(self, files=self.files | {created_file(step) or ""})
+            return replace(self, files=self.files | set(created_files(step)))
+        if isinstance(step, MarkSaved):
+            return replace(self, saved=True)
         if isinstance(step, WriteTree):
             return replace(self, tree=journal.tree)
         if isinstance(step, WriteConfig):
@@ -64,6 +72,7 @@ class World:
             assert parent is None or parent in self.tree.images
         owned = {f for f in self.files if f.endswith((".avhdx", ".avhd"))}
         assert owned <= set(self.tree.images), f"orphans: {owned - set(self.tree.images)}"
+        memory = memory | {c.memory_state for c in self.tree.checkpoints if c.memory_state}
         assert self.files - owned - set(self.tree.images) - config_disks <= memory
 
 
@@ -117,8 +126,19 @@ def scenario_remove_subtree(sim: Any) -> Callable[[], Plan]:
     return lambda: sim.remove("c1", subtree=True)
 
 
+def scenario_create_running(sim: Any) -> Callable[[], Plan]:
+    sim.create("c1")
+    return lambda: sim.create("c2", VmState.RUNNING)
+
+
+def scenario_create_saved(sim: Any) -> Callable[[], Plan]:
+    return lambda: sim.create("c1", VmState.SAVED)
+
+
 SCENARIOS = [
     scenario_create_first,
+    scenario_create_running,
+    scenario_create_saved,
     scenario_create_second,
     scenario_apply,
     scenario_apply_with_memory,
@@ -134,8 +154,8 @@ def replay(before: World, plan: Plan, done: int) -> tuple[World, Direction]:
     world = before
     for step in plan.steps[:done]:
         world = world.run(step, journal)
-    if done < len(plan.steps) and created_file(plan.steps[done]):
-        world = world.run(plan.steps[done], journal)  # cut off while writing the file
+    if done < len(plan.steps) and (cut := created_files(plan.steps[done])):
+        world = replace(world, files=world.files | set(cut))  # cut off while writing
     recovery = plan_recovery(journal.model_copy(update={"done": done}))
     for step in recovery.steps:
         world = world.run(step, journal)

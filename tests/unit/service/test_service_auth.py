@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pyhv.errors import AuthenticationError, ConfigError, PermissionDenied
+from pyhv.errors import AuthenticationError, PermissionDenied
 from pyhv.service.auth import (
     LocalAuthenticator,
     Principal,
@@ -70,7 +70,7 @@ def test_tokens_reload_and_missing_file(tmp_path: Path) -> None:
 def test_broken_tokens_file_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     path.write_text('{"tokens": [{"name": "a", "role": "root", "token": "x"}]}')
-    with pytest.raises(ConfigError, match="not a valid tokens file") as err:
+    with pytest.raises(AuthenticationError, match="not a valid tokens file") as err:
         TokenAuthenticator(path).authenticate("Bearer x")
     assert "\n" not in str(err.value)
 

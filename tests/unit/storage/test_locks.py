@@ -133,3 +133,8 @@ def test_a_refused_upgrade_keeps_the_shared_lock(disk: Path) -> None:
     finally:
         first.release()
     first.release()  # idempotent
+
+
+def test_an_image_dropped_without_close_releases_its_lock(disk: Path) -> None:
+    open_image(disk, writable=True).read(0, 512)  # never closed: garbage
+    assert attempt(disk, "w") == "ok"

@@ -1,0 +1,134 @@
+"""Control ops for checkpoints of a running or paused VM.
+
+``checkpoint_swap`` takes the disks and the memory at one instant::
+
+    {"disks": {"<controller>:<slot>": "<new child path>", …},
+     "memory_path": "<file>" | null, "freeze": bool}
+    → {"paused_ms": float, "total_ms": float, "memory_error": str | null}
+
+With ``freeze`` (a production checkpoint) the guest agent freezes the guest's file systems
+first and thaws them at the end; without a working agent the op fails before anything
+happened. Then the guest is stopped, each disk continues in its new child
+(:mod:`.checkpoint_disks`), and the memory save starts (:mod:`.memory_save`), which resumes
+a running guest as soon as the devices are saved: ``paused_ms`` is that stop. Any failure
+up to the resume undoes the swap and lets the guest go on as before. A memory save that fails
+later, while the guest already writes into the children, cannot be undone: the checkpoint is
+then disks only and ``memory_error`` says why.
+
+``disk_images`` answers which file each disk is served from (crash recovery asks it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyhv.errors import PyhvError, QmpError, StateError, UsageError
+from pyhv.model import VmState
+from pyhv.worker.checkpoint_disks import DiskKey, SwappedDisks, parse_disk_key, swap_in_children
+from pyhv.worker.memory_save import MemorySave, start_memory_save
+
+if TYPE_CHECKING:
+    from pyhv.worker.worker import Worker
+
+
+def parse_swap_args(args: dict[str, Any]) -> tuple[dict[DiskKey, Path], Path | None, bool]:
+    """:raises UsageError: a malformed request."""
+    try:
+        disks = {parse_disk_key(k): Path(str(v)) for k, v in dict(args["disks"]).items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"checkpoint_swap needs disks as {{'controller:slot': path}}: {e}") from e
+    memory = args.get("memory_path")
+    return disks, Path(str(memory)) if memory else None, bool(args.get("freeze", False))
+
+
+class CheckpointOps:
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self._busy = asyncio.Lock()
+
+    def handlers(self) -> dict[str, Any]:
+        return {"checkpoint_swap": self.checkpoint_swap, "disk_images": self.disk_images}
+
+    async def disk_images(self, args: dict[str, Any]) -> Any:
+        """``{"controller:slot": path}`` as served now (waits for a checkpoint under way)."""
+        async with self._busy:
+            return {f"{c}:{d.slot}": str(d.path) for c, d in self.w.config.disks()}
+
+    async def checkpoint_swap(self, args: dict[str, Any]) -> Any:
+        disks, memory, freeze = parse_swap_args(args)
+        state = self.w.status.state
+        if state not in (VmState.RUNNING, VmState.PAUSED) or self.w.qmp is None:
+            raise StateError(f"cannot checkpoint VM '{self.w.config.name}' here: it is {state}")
+        unknown = set(disks) - {(c, d.slot) for c, d in self.w.config.disks()}
+        if unknown:
+            raise UsageError(f"VM '{self.w.config.name}' has no disk in SCSI slot(s) {unknown}")
+        async with self._busy:
+            started = time.monotonic()
+            if freeze:
+                await self._agent("guest-fsfreeze-freeze", "freeze the guest's file systems")
+            try:
+                paused_ms, save = await self._take(disks, memory, state == VmState.RUNNING)
+            except BaseException:
+                if freeze:
+                    with contextlib.suppress(PyhvError):
+                        await self._agent("guest-fsfreeze-thaw", "thaw the guest's file systems")
+                raise
+            if freeze:
+                await self._agent("guest-fsfreeze-thaw", "thaw the guest's file systems")
+            memory_error = None
+            if save is not None:
+                try:
+                    await save.finish()
+                except PyhvError as e:
+                    memory_error = str(e)
+            return {
+                "paused_ms": paused_ms,
+                "total_ms": (time.monotonic() - started) * 1000,
+                "memory_error": memory_error,
+            }
+
+    async def _take(
+        self, disks: dict[DiskKey, Path], memory: Path | None, running: bool
+    ) -> tuple[float, MemorySave | None]:
+        """Stop, swap, start the memory save, resume: the instant the checkpoint stands for."""
+        qmp = self.w.qmp
+        assert qmp is not None
+        stopped = time.monotonic()
+        if running:
+            await qmp.execute("stop")
+        swapped: SwappedDisks | None = None
+        save = None
+        try:
+            swapped = await swap_in_children(self.w.disks, disks)
+            if memory is not None:
+                save = await start_memory_save(qmp, memory, background=running)
+        except BaseException:
+            if swapped is not None:
+                await swapped.undo()
+            if running:
+                with contextlib.suppress(QmpError):
+                    await qmp.execute("cont")
+            raise
+        if running and save is None:
+            await qmp.execute("cont")
+        paused_ms = (time.monotonic() - stopped) * 1000 if running else 0.0
+        self._record_paths(disks)
+        await swapped.commit()
+        return paused_ms, save
+
+    def _record_paths(self, disks: dict[DiskKey, Path]) -> None:
+        """Keep the worker's copy of the configuration in step with what it serves."""
+        for controller, disk in self.w.config.disks():
+            new = disks.get((controller, disk.slot))
+            if new is not None:
+                disk.path = new
+
+    async def _agent(self, command: str, what: str) -> None:
+        try:
+            await self.w.agent.request(command)
+        except PyhvError as e:
+            raise StateError(f"cannot {what} of VM '{self.w.config.name}': {e}") from e
