@@ -1,0 +1,143 @@
+"""Checkpoint of a running guest: ``pyhv checkpoint new`` / ``apply`` against QEMU's own
+``savevm`` / ``loadvm`` (HMP through ``human-monitor-command``), same run.
+
+Both run the guest kit (1 vCPU, 512 MiB memfd memory, q35, TCG, root disk on virtio-scsi)
+and first fill ``--fill-mib`` of guest memory with data (a tmpfs file), so there is memory to
+save. The peer is the worker's own QEMU command line with the root disk converted to qcow2
+and opened by QEMU's qcow2 driver (savevm needs a qcow2 node), serial on stdio. savevm stops
+the guest for the whole save, so its pause is its duration; pyhv's pause is the stop around
+the disk swap and the start of the background memory save (the node's ``paused_ms``). Apply
+turns the guest off and restores it, as loadvm keeps it stopped throughout: both pauses are
+their durations. The first pyhv checkpoint of a QEMU process pays once for QEMU's setup of
+write tracking; the second shows the steady state: both are printed, the ratios use the
+second. Goals: pause ≤ 0.05 × savevm's, total ≤ 1.0 ×. Asserts nothing.
+
+    .venv/bin/python bench/checkpoint.py [--fill-mib 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from vm_start import make_vm, plain_argv
+
+from pyhv.checkpoints import CheckpointManager
+from pyhv.guestkit import READY_LINE, build_kit
+from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
+from pyhv.paths import HomePaths, RuntimeLayout
+from pyhv.worker.agent import GuestAgent
+from pyhv.worker.local import LocalHost
+from pyhv.worker.qmp import QmpSession
+
+TIMEOUT_S = 180.0
+
+
+def fill_script(mib: int) -> list[str]:
+    return ["sh", "-c", f"yes 0123456789abcdef | head -c {mib}M > /tmp/fill && echo ok"]
+
+
+def run_pyhv(home: Path, fill_mib: int) -> dict[str, float]:
+    kit = build_kit()
+    paths = HomePaths(home, run_root=home / "run")
+    disk = home / "root.vhdx"
+    shutil.copyfile(kit.rootdisk, disk)
+    config = make_vm(paths, kit, disk)
+    host, manager = LocalHost(paths), CheckpointManager(paths)
+    host.start(config.name, wait_ready_s=TIMEOUT_S)
+    host.exec(config.name, fill_script(fill_mib), timeout_s=TIMEOUT_S)
+    out: dict[str, float] = {}
+    for name in ("first", "second"):
+        started = time.monotonic()
+        node = manager.create(config.name, name)
+        out[f"{name}_total"] = time.monotonic() - started
+        out[f"{name}_pause"] = (node.paused_ms or 0.0) / 1000
+    started = time.monotonic()
+    manager.apply(config.name, "second")
+    out["apply_total"] = time.monotonic() - started
+    host.exec(config.name, ["true"])  # the restored guest answers
+    host.turn_off(config.name)
+    return out
+
+
+async def run_peer(home: Path, fill_mib: int) -> dict[str, float]:
+    kit = build_kit()
+    qcow2 = home / "peer.qcow2"
+    subprocess.run(
+        ["qemu-img", "convert", "-O", "qcow2", str(kit.rootdisk_raw), str(qcow2)], check=True
+    )
+    peer = make_vm_config(
+        name="peer",
+        processor_count=1,
+        memory_startup_mib=512,
+        kernel=KernelBoot(kernel=kit.kernel, initrd=kit.initrd, cmdline=kit.cmdline),
+        scsi_controllers=[ScsiController(disks=[DiskAttachment(slot=0, path=qcow2)])],
+    )
+    run = home / "peer"
+    run.mkdir()
+    argv = [a.replace("driver=vhdx,", "driver=qcow2,") for a in plain_argv(peer, run, home / "v")]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readuntil(READY_LINE.encode()), TIMEOUT_S)
+        drain = asyncio.create_task(proc.stdout.read())
+        layout = RuntimeLayout(run)
+        agent = GuestAgent(str(layout.qga), "peer", timeout=TIMEOUT_S)
+        await agent.exec(fill_script(fill_mib), timeout=TIMEOUT_S)
+        await agent.close()
+        qmp = await QmpSession.connect(str(layout.qmp), "peer", 30.0)
+        out: dict[str, float] = {}
+        for command in ("savevm", "loadvm"):
+            started = time.monotonic()
+            reply = await qmp.execute("human-monitor-command", {"command-line": f"{command} s1"})
+            out[command] = time.monotonic() - started
+            if reply:
+                raise SystemExit(f"{command} failed: {reply.strip()}")
+        await qmp.execute("quit")
+        await qmp.close()
+        drain.cancel()
+        return out
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fill-mib", type=int, default=128)
+    fill_mib = parser.parse_args().fill_mib
+    home = Path(tempfile.mkdtemp(prefix="pyhvc", dir="/tmp"))
+    try:
+        peer = asyncio.run(run_peer(home, fill_mib))
+        ours = run_pyhv(home, fill_mib)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    print(f"guest memory 512 MiB, {fill_mib} MiB of it filled with data")
+    print(
+        f"QEMU savevm {peer['savevm']:.2f} s (guest paused throughout), "
+        f"loadvm {peer['loadvm']:.2f} s"
+    )
+    for name in ("first", "second"):
+        print(
+            f"pyhv checkpoint ({name} of this QEMU): total {ours[f'{name}_total']:.2f} s, "
+            f"guest paused {ours[f'{name}_pause'] * 1000:.0f} ms"
+        )
+    print(f"pyhv apply (turn off, new disks, restore memory): {ours['apply_total']:.2f} s")
+    print(
+        f"ratio pause pyhv/savevm: {ours['second_pause'] / peer['savevm']:.3f} (goal <= 0.05); "
+        f"first checkpoint {ours['first_pause'] / peer['savevm']:.3f}"
+    )
+    print(f"ratio total pyhv/savevm: {ours['second_total'] / peer['savevm']:.2f} (goal <= 1.0)")
+    print(f"ratio apply pyhv/loadvm: {ours['apply_total'] / peer['loadvm']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
