@@ -16,15 +16,19 @@ import contextlib
 import json
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection, connect, unix_connect
 
 from pyhv.errors import ApiError
-from pyhv.model import VmConfig, VmStats
+from pyhv.model import VmConfig
+from pyhv.paths import HomePaths
 from pyhv.service import default_socket
 from pyhv.service.api.errors import error_class
 from pyhv.service.commands import Power
@@ -40,6 +44,7 @@ from pyhv.service.schemas import (
     ImportMode,
     ImportRequest,
     VmPatch,
+    VmSample,
     VmSummary,
     VmView,
 )
@@ -73,23 +78,28 @@ class PyhvClient:
         verify: bool | str = True,
     ) -> None:
         """``verify`` is False, True (system CAs) or the path of a CA/certificate file."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+        self.base_url = base_url
+        self.socket_path: Path | None = None
         if base_url is not None:
             self.where = base_url
+            self._ssl = (
+                ssl.create_default_context(cafile=verify) if isinstance(verify, str) else None
+            )
+            self._verify = verify
             self._http = httpx.Client(
                 base_url=base_url,
-                headers=headers,
+                headers=self._headers,
                 timeout=timeout,
-                verify=ssl.create_default_context(cafile=verify)
-                if isinstance(verify, str)
-                else verify,
+                verify=self._ssl or verify,
             )
         else:
-            path = Path(socket_path) if socket_path is not None else default_socket()
-            self.where = str(path)
-            transport = httpx.HTTPTransport(uds=str(path))
+            self.socket_path = Path(socket_path) if socket_path is not None else default_socket()
+            self.where = str(self.socket_path)
+            transport = httpx.HTTPTransport(uds=self.where)
             self._http = httpx.Client(
-                transport=transport, base_url="http://pyhvd", headers=headers, timeout=timeout
+                transport=transport, base_url="http://pyhvd", headers=self._headers, timeout=timeout
             )
 
     def close(self) -> None:
@@ -101,15 +111,24 @@ class PyhvClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def not_answering(self, err: Exception) -> ApiError:
+        """The error for a pyhvd that cannot be reached, saying how to start it."""
+        if self.socket_path is None:
+            return ApiError(
+                f"pyhvd does not answer at {self.where} ({type(err).__name__}): "
+                "is it running, with --tcp?"
+            )
+        return ApiError(
+            f"pyhvd is not running (nothing answers at {self.where}): start it with "
+            f"`{start_command(self.socket_path)} &` or `systemctl start pyhvd`"
+        )
+
     @contextlib.contextmanager
     def _connection_errors(self) -> Iterator[None]:
         try:
             yield
         except httpx.TransportError as err:
-            raise ApiError(
-                f"pyhvd does not answer at {self.where} ({type(err).__name__}): "
-                "start it with `pyhvd` or `systemctl start pyhvd`"
-            ) from err
+            raise self.not_answering(err) from err
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         if "content" in kwargs:
@@ -157,16 +176,30 @@ class PyhvClient:
 
     # -- power: each returns the job; wait_job follows it -------------------------------------
 
-    def power(self, vm: str, op: Power | str, *, wait: bool = False) -> Job:
+    def power(
+        self,
+        vm: str,
+        op: Power | str,
+        *,
+        wait: bool = False,
+        ready_timeout_s: float | None = None,
+        shutdown_timeout_s: float | None = None,
+    ) -> Job:
         """Start a power operation; with ``wait``, return once its job has succeeded.
+
+        ``ready_timeout_s`` (start only): the job also waits for the guest kit's ready line.
+        ``shutdown_timeout_s`` (stop only): the guest's time to power off before it is turned off.
 
         :raises PyhvError: what the job failed with, when waiting.
         """
-        job = Job.model_validate_json(self._request("POST", f"/vms/{vm}/{Power(op)}").content)
+        given = {"ready_timeout_s": ready_timeout_s, "shutdown_timeout_s": shutdown_timeout_s}
+        params = {k: v for k, v in given.items() if v is not None}
+        response = self._request("POST", f"/vms/{vm}/{Power(op)}", params=params)
+        job = Job.model_validate_json(response.content)
         return self.wait_job(job.id) if wait else job
 
-    def start(self, vm: str, *, wait: bool = False) -> Job:
-        return self.power(vm, Power.START, wait=wait)
+    def start(self, vm: str, *, wait: bool = False, ready_timeout_s: float | None = None) -> Job:
+        return self.power(vm, Power.START, wait=wait, ready_timeout_s=ready_timeout_s)
 
     def stop(self, vm: str, *, wait: bool = False) -> Job:
         return self.power(vm, Power.STOP, wait=wait)
@@ -186,8 +219,59 @@ class PyhvClient:
     def restart(self, vm: str, *, wait: bool = False) -> Job:
         return self.power(vm, Power.RESTART, wait=wait)
 
-    def stats(self, vm: str) -> VmStats:
-        return self._get(f"/vms/{vm}/stats", VmStats)
+    def stats(self, vm: str) -> VmSample:
+        return self._get(f"/vms/{vm}/stats", VmSample)
+
+    def console_log(self, vm: str) -> bytes:
+        return self._request("GET", f"/vms/{vm}/console/log").content
+
+    def console(self, vm: str) -> ClientConnection:
+        """The VM's serial console as a websocket: binary messages both ways; close it after.
+
+        :raises PyhvError: what pyhvd refused the console with (e.g. the VM does not run).
+        """
+        conn = self._websocket(f"/vms/{quote(vm, safe='')}/console")
+        try:
+            first = json.loads(conn.recv(timeout=self._timeout))
+        except (ConnectionClosed, TimeoutError, ValueError) as err:
+            conn.close()
+            raise ApiError(f"pyhvd did not open the console of VM {vm!r}: {err}") from err
+        if not first.get("ok"):
+            conn.close()
+            raise error_class(str(first.get("code")))(str(first.get("detail")))
+        return conn
+
+    def _websocket(self, path: str) -> ClientConnection:
+        try:
+            if self.socket_path is not None:
+                return unix_connect(
+                    str(self.socket_path), f"ws://pyhvd{path}", open_timeout=self._timeout
+                )
+            assert self.base_url is not None
+            url = "ws" + self.base_url.removeprefix("http").rstrip("/") + path
+            return connect(
+                url,
+                additional_headers=self._headers,
+                ssl=self._websocket_ssl() if url.startswith("wss:") else None,
+                open_timeout=self._timeout,
+            )
+        except InvalidStatus as err:
+            body = bytes(err.response.body or b"")
+            raise_for_problem(httpx.Response(err.response.status_code, content=body))
+            raise ApiError(f"pyhvd refused the websocket: {err}") from err
+        except InvalidHandshake as err:
+            raise ApiError(f"pyhvd refused the websocket: {err}") from err
+        except (OSError, TimeoutError) as err:
+            raise self.not_answering(err) from err
+
+    def _websocket_ssl(self) -> ssl.SSLContext:
+        if self._ssl is not None:
+            return self._ssl
+        context = ssl.create_default_context()
+        if self._verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def exec(
         self, vm: str, argv: list[str], *, stdin: str | None = None, timeout_s: float = 60.0
@@ -235,14 +319,21 @@ class PyhvClient:
     def cancel_job(self, job_id: str) -> Job:
         return Job.model_validate_json(self._request("DELETE", f"/jobs/{job_id}").content)
 
-    def wait_job(self, job_id: str, timeout_s: float = 600.0) -> Job:
-        """Poll until the job ends.
+    def wait_job(
+        self,
+        job_id: str,
+        timeout_s: float = 600.0,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job ends, calling ``on_progress`` with each state seen.
 
         :raises PyhvError: the error the job failed with (same class as a direct call's).
         :raises ApiError: when it was cancelled or is still running after ``timeout_s``.
         """
         deadline = time.monotonic() + timeout_s
         while (job := self.job(job_id)).state == JobState.RUNNING:
+            if on_progress is not None:
+                on_progress(job)
             if time.monotonic() > deadline:
                 raise ApiError(f"job {job_id} ({job.operation}) still runs after {timeout_s:g} s")
             time.sleep(JOB_POLL_S)
@@ -276,6 +367,15 @@ class PyhvClient:
             yield parse_sse(lines)
 
 
+def start_command(socket_path: Path) -> str:
+    """How to start a pyhvd that listens at ``socket_path``, for this environment's home."""
+    paths = HomePaths()
+    command = f"pyhvd --home {paths.home}"
+    if socket_path != default_socket(paths):
+        command += f" --socket {socket_path}"
+    return command
+
+
 def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
     """Events from server-sent-event lines; comments and unknown fields are skipped."""
     data: list[str] = []
@@ -288,4 +388,4 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
             data.append(line[5:].removeprefix(" "))
 
 
-__all__ = ["PyhvClient", "default_socket", "parse_sse", "raise_for_problem"]
+__all__ = ["PyhvClient", "default_socket", "parse_sse", "raise_for_problem", "start_command"]

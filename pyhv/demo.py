@@ -1,38 +1,57 @@
-"""``make demo``: one VM from nothing to shut down, showing each step.
+"""``make demo``: one VM from nothing to shut down, as a user would do it with ``pyhv``.
 
-Uses ``PYHV_HOME`` when it is set (the VM is removed at the end, the home stays); otherwise a
-temporary home under /tmp that is deleted afterwards. The VM boots the guest kit with its root
-file system on a copy of the kit's VHDX, served by pyhv's own storage provider.
+It starts its own pyhvd (in the foreground, as a child it stops at the end) on ``PYHV_HOME``
+when that is set (the VM is removed at the end, the home stays), otherwise on a temporary home
+under /tmp that is deleted afterwards. Every step is a ``pyhv`` command, shown and then run.
+The VM boots the guest kit with its root file system on a copy of the kit's VHDX, served by
+pyhv's own storage provider.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
-from pyhv.cli.vm_disk import disk_table
-from pyhv.cli.vm_render import print_vm
+from pyhv.client import PyhvClient
 from pyhv.errors import PyhvError
 from pyhv.guestkit import KitPaths, build_kit
-from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
+from pyhv.model import VmState
 from pyhv.paths import HomePaths
-from pyhv.storage import CreateSpec, create_image
-from pyhv.units import MiB
-from pyhv.worker.local import LocalHost
-from pyhv.worker.local_disks import LocalDisks
+from pyhv.service import default_socket
+from pyhv.service.confine import STORAGE_ROOTS_ENV
 
 VM_NAME = "demo"
+PYHVD_START_TIMEOUT_S = 60.0
+PYHVD_STOP_TIMEOUT_S = 30.0
 out = Console()
+
+
+class DemoFailed(PyhvError):
+    pass
 
 
 def step(text: str) -> None:
     out.print(f"\n[bold cyan]==>[/] [bold]{text}[/]")
+
+
+def pyhv(env: dict[str, str], *args: str) -> None:
+    """Show the command, then run it with its output on the terminal.
+
+    :raises DemoFailed: when it fails (it has printed why).
+    """
+    out.print(f"[dim]$[/] pyhv {shlex.join(args)}", highlight=False)
+    if subprocess.run([sys.executable, "-m", "pyhv.cli", *args], env=env).returncode != 0:
+        raise DemoFailed(f"`pyhv {shlex.join(args)}` failed")
 
 
 def get_kit() -> KitPaths:
@@ -43,61 +62,115 @@ def get_kit() -> KitPaths:
     return kit
 
 
+@contextmanager
+def running_pyhvd(home: Path, env: dict[str, str]) -> Iterator[None]:
+    """pyhvd in the foreground of this process, logging to HOME/pyhvd.log, stopped at the end.
+
+    :raises DemoFailed: when it does not come up.
+    """
+    log_path = home / "pyhvd.log"
+    step(f"Start the management service: pyhvd --home {home} (log: {log_path})")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pyhv.service", "--home", str(home)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_serving(proc, default_socket(HomePaths(home)), log_path)
+        yield
+    finally:
+        step("Stop pyhvd")
+        proc.terminate()
+        try:
+            proc.wait(PYHVD_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until_serving(proc: subprocess.Popen[bytes], socket: Path, log_path: Path) -> None:
+    deadline = time.monotonic() + PYHVD_START_TIMEOUT_S
+    with PyhvClient(socket, timeout=5) as client:
+        while True:
+            if proc.poll() is not None:
+                last = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                raise DemoFailed(f"pyhvd exited: {' '.join(last) or 'see ' + str(log_path)}")
+            try:
+                info = client.host()
+                out.print(f"pyhvd {info.version} serves {info.home} on {socket}", highlight=False)
+                return
+            except PyhvError:
+                if time.monotonic() > deadline:
+                    raise DemoFailed(f"pyhvd did not answer in time: see {log_path}") from None
+                time.sleep(0.2)
+
+
 def run(home: Path) -> None:
     kit = get_kit()
-    host = LocalHost(HomePaths(home))
-    disk = home / "demo-root.vhdx"
-    shutil.copyfile(kit.rootdisk, disk)
-    step(f"New VM '{VM_NAME}': 1 vCPU, 512 MiB, generation 1, root disk {disk.name} on SCSI 0:0")
-    config = host.inventory.create(
-        make_vm_config(
-            name=VM_NAME,
-            processor_count=1,
-            memory_startup_mib=512,
-            kernel=KernelBoot(kernel=kit.kernel, initrd=kit.initrd, cmdline=kit.cmdline),
-            scsi_controllers=[ScsiController(disks=[DiskAttachment(slot=0, path=disk)])],
+    # pyhvd may read the kit's kernel and initrd, and the disks in the home.
+    roots = ":".join(p for p in (os.environ.get(STORAGE_ROOTS_ENV), str(kit.kernel.parent)) if p)
+    env = dict(os.environ, PYHV_HOME=str(home), **{STORAGE_ROOTS_ENV: roots})
+    disks = home / "disks"
+    disks.mkdir(parents=True, exist_ok=True)
+    root = disks / "demo-root.vhdx"
+    shutil.copyfile(kit.rootdisk, root)
+    with running_pyhvd(home, env):
+        step(f"New VM '{VM_NAME}': 1 vCPU, 512 MiB, generation 1, root disk {root.name}")
+        boot = ["--kernel", str(kit.kernel), "--initrd", str(kit.initrd), "--cmdline", kit.cmdline]
+        pyhv(
+            env, "vm", "new", VM_NAME, "--cpus", "1", "--memory", "512M", *boot, "--disk", str(root)
         )
-    )
-    try:
-        step("Start it and wait for the guest's ready line on the serial console")
-        started = time.monotonic()
-        host.start(VM_NAME, wait_ready_s=180)
-        out.print(f"guest ready after {time.monotonic() - started:.1f} s (software emulation)")
-        step("State and statistics")
-        print_vm(out, config, host.status(config), host.sample(config))
-        for argv in (["uname", "-a"], ["df", "-h", "/"], ["cat", "/proc/uptime"]):
-            step(f"Run in the guest through its agent: {' '.join(argv)}")
-            result = host.exec(VM_NAME, argv)
-            out.print(result.stdout.decode(errors="replace").rstrip(), highlight=False)
-        hot_add_disk(host, home)
-        step("Shut down with the ACPI power button")
-        status = host.shutdown(VM_NAME, timeout_s=60)
-        out.print(f"VM '{VM_NAME}' is {status.display_state} ({status.reason})")
-    finally:
-        if host.status(config).state not in ("Off", "Saved"):
-            host.turn_off(VM_NAME)
-        step(f"Remove VM '{VM_NAME}' (its disk stays until the home is cleaned up)")
-        host.remove(VM_NAME)
+        try:
+            boot_and_use(env, disks)
+        finally:
+            turn_off_if_running(env, home)
+            step(f"Remove VM '{VM_NAME}' (its disks stay until the home is cleaned up)")
+            pyhv(env, "vm", "remove", VM_NAME)
 
 
-def hot_add_disk(host: LocalHost, home: Path) -> None:
+def boot_and_use(env: dict[str, str], disks: Path) -> None:
+    step("Start it and wait for the guest's ready line on the serial console")
+    started = time.monotonic()
+    pyhv(env, "vm", "start", VM_NAME, "--wait-ready", "--timeout", "180")
+    out.print(f"guest ready after {time.monotonic() - started:.1f} s (software emulation)")
+    step("State and statistics")
+    pyhv(env, "vm", "show", VM_NAME)
+    for argv in (["uname", "-a"], ["df", "-h", "/"], ["cat", "/proc/uptime"]):
+        step(f"Run in the guest through its agent: {' '.join(argv)}")
+        pyhv(env, "vm", "exec", VM_NAME, "--", *argv)
+    hot_add_disk(env, disks)
+    step("Shut down with the ACPI power button")
+    pyhv(env, "vm", "stop", VM_NAME, "--timeout", "60")
+    pyhv(env, "vm", "list")
+
+
+def hot_add_disk(env: dict[str, str], disks: Path) -> None:
     """The storage provider's story: a new VHDX appears in the running guest, takes writes
     (counted per disk), and goes away again."""
-    data = home / "demo-data.vhdx"
-    create_image(data, CreateSpec(size=64 * MiB))
-    disks = LocalDisks(host)
-    step(f"Hot-add {data.name} (64 MiB dynamic VHDX) at SCSI 0:1, limited to 20 MiB/s")
-    disks.add(VM_NAME, data, slot=1, max_bytes_per_sec=20 * MiB)
+    data = disks / "demo-data.vhdx"
+    step("A 64 MiB dynamic VHDX, hot-added at SCSI 0:1 and limited to 20 MiB/s")
+    pyhv(env, "vhd", "new", str(data), "--size", "64M")
+    pyhv(env, "vm", "disk", "add", VM_NAME, str(data), "--slot", "1", "--max-bandwidth", "20M")
     script = (
         "for i in $(seq 50); do [ -e /dev/sdb ] && break; sleep 0.2; done; "
         "dd if=/dev/zero of=/dev/sdb bs=1M count=8 conv=fsync 2>/dev/null && "
         "echo wrote 8 MiB to /dev/sdb, fsync included"
     )
     step("In the guest: write 8 MiB to /dev/sdb")
-    out.print(host.exec(VM_NAME, ["sh", "-c", script]).stdout.decode().rstrip(), highlight=False)
-    out.print(disk_table(*disks.rows(VM_NAME)))
+    pyhv(env, "vm", "exec", VM_NAME, "--", "sh", "-c", script)
+    pyhv(env, "vm", "disk", "list", VM_NAME)
     step("Hot-remove it again")
-    disks.remove(VM_NAME, 0, 1)
+    pyhv(env, "vm", "disk", "remove", VM_NAME, "--slot", "1")
+
+
+def turn_off_if_running(env: dict[str, str], home: Path) -> None:
+    """After a failure: workers outlive pyhvd, so the VM must not be left running."""
+    with PyhvClient(default_socket(HomePaths(home))) as client:
+        state = client.get_vm(VM_NAME).status.state
+    if state not in (VmState.OFF, VmState.SAVED):
+        pyhv(env, "vm", "stop", VM_NAME, "--turn-off")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,11 +45,13 @@ class StepRunner:
         tree_path: Path,
         journal_path: Path,
         progress: Progress | None = None,
+        merge_online: Callable[[Merge], bool] | None = None,
     ) -> None:
         self.inventory = inventory
         self.tree_path = tree_path
         self.journal_path = journal_path
         self.progress = progress  # of each merge, the only step that takes long
+        self.merge_online = merge_online  # the running VM's worker, when it serves the child
 
     def begin(self, journal: Journal) -> None:
         """Journal an operation before its first step changes anything."""
@@ -74,8 +77,7 @@ class StepRunner:
         if isinstance(step, CreateDiff):
             create_image(step.path, CreateSpec(size=0, parent=step.parent))
         elif isinstance(step, CopyFile):
-            shutil.copyfile(step.src, step.dst)
-            _fsync_file(Path(step.dst))
+            _link_or_copy(Path(step.src), Path(step.dst))
         elif isinstance(step, WriteTree):
             save_tree(self.tree_path, journal.tree)
         elif isinstance(step, WriteConfig):
@@ -84,7 +86,8 @@ class StepRunner:
             self._mark_saved(journal.vm_config().id)
         elif isinstance(step, Merge):
             # Done once the child is gone: merge_image deletes it only after the flush.
-            if Path(step.child).exists():
+            online = self.merge_online
+            if Path(step.child).exists() and not (online is not None and online(step)):
                 merge_image(step.child, step.into, self.progress)
         elif isinstance(step, Delete):
             path = Path(step.path)
@@ -101,6 +104,18 @@ class StepRunner:
             "since": datetime.now(UTC),
         }
         write_status(paths.vm_status(vm_id), status.model_copy(update=update))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A second name for a memory file, or a copy across file systems. A link is enough:
+    memory files are never changed in place (saved states are written under a temporary
+    name and renamed, and restoring only reads and then unlinks the saved state)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+        _fsync_file(dst)
+    fsync_dir(dst.parent)
 
 
 def _fsync_file(path: Path) -> None:

@@ -5,7 +5,7 @@ Of a Running or Paused VM the worker swaps the disks inside its storage provider
 instant it saves the memory (:mod:`pyhv.checkpoints.online`); a production checkpoint freezes
 the guest's file systems instead and keeps no memory. Applying turns the VM off first and,
 when the checkpoint has memory, restores it (Running again, or Saved as it was). Removing
-works while the VM runs as long as no merge has to write the disk it is running on.
+works while the VM runs: a merge of the disk it runs on is done online by its worker.
 
 One operation per VM at a time: an exclusive ``flock`` on ``checkpoints/.lock``.
 """
@@ -26,7 +26,7 @@ from pyhv.checkpoints.export import export_checkpoint
 from pyhv.checkpoints.journal import Journal, load_journal
 from pyhv.checkpoints.online import LIVE, OnlineVm
 from pyhv.checkpoints.recovery import Direction, Recovery, plan_recovery
-from pyhv.checkpoints.steps import Merge, SwapRunning
+from pyhv.checkpoints.steps import SwapRunning
 from pyhv.checkpoints.store import JOURNAL_FILE, LOCK_FILE, TREE_FILE, load_tree, save_tree
 from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import PyhvError, StateError
@@ -147,18 +147,15 @@ class CheckpointManager:
     def remove(
         self, vm: str, name: str, subtree: bool = False, progress: Progress | None = None
     ) -> list[Checkpoint]:
-        """Remove-VMCheckpoint; returns what was removed.
-
-        :raises StateError: the VM runs and its running disk would have to be merged.
-        """
+        """Remove-VMCheckpoint; returns what was removed. While the VM runs, a merge of the
+        disk it runs on is done by its worker (online merge); other merges touch only files
+        it does not write."""
         with self.held(vm) as config:
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
             gone = tree.subtree(target.id) if subtree else [target]
             plan = planner.plan_remove(tree, config, target, subtree=subtree)
             online = self._state(config) not in _AT_REST
-            if online:
-                _refuse_online_merge(plan, config, target)
             self._runner(config, progress).run(Journal.of(plan, online=online))
             return gone
 
@@ -251,22 +248,16 @@ class CheckpointManager:
 
     def _runner(self, config: VmConfig, progress: Progress | None = None) -> StepRunner:
         folder = self._dir(config)
-        return StepRunner(self.inventory, folder / TREE_FILE, folder / JOURNAL_FILE, progress)
+        return StepRunner(
+            self.inventory,
+            folder / TREE_FILE,
+            folder / JOURNAL_FILE,
+            progress,
+            OnlineVm(self.paths, config).merge,
+        )
 
     def _dir(self, config: VmConfig) -> Path:
         return self.paths.vm_checkpoints_dir(config.id)
 
     def _tree_path(self, config: VmConfig) -> Path:
         return self._dir(config) / TREE_FILE
-
-
-def _refuse_online_merge(plan: planner.Plan, config: VmConfig, target: Checkpoint) -> None:
-    """:raises StateError: a merge of the plan writes the disk the running VM writes."""
-    running = set(planner.disk_paths(config).values())
-    for step in plan.steps:
-        if isinstance(step, Merge) and step.child in running:
-            raise StateError(
-                f"removing checkpoint '{target.name}' merges the disk VM '{config.name}' is "
-                f"running on ({step.child}) into its parent, which needs an online merge "
-                "pyhv does not do yet; turn the VM off or save it, then remove the checkpoint"
-            )

@@ -1,6 +1,7 @@
 """The running VM's side of checkpoint operations: its worker swaps the disks and saves the
-memory (``checkpoint_swap``), says which files it serves (``disk_images``), and is turned
-off before a checkpoint is applied and started again to restore one's memory.
+memory (``checkpoint_swap``), merges the disk it runs on into its parent (``merge_running``),
+says which files it serves (``disk_images``), and is turned off before a checkpoint is
+applied and started again to restore one's memory.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyhv.checkpoints.steps import SwapRunning
+from pyhv.checkpoints.steps import Merge, SwapRunning
 from pyhv.model import VmConfig, VmState
 from pyhv.paths import HomePaths
 from pyhv.worker.local import LocalHost
@@ -16,6 +17,7 @@ from pyhv.worker.local import LocalHost
 #: A 512 MiB guest's memory is written in about a second here; a big guest on slow storage
 #: takes much longer, and the op answers only once the file is complete.
 SWAP_TIMEOUT_S = 1800.0
+MERGE_TIMEOUT_S = 24 * 3600.0
 LIVE = (VmState.RUNNING, VmState.PAUSED)
 
 
@@ -52,6 +54,20 @@ class OnlineVm:
             served = self.host.client(self.config).call("disk_images")
             return all(served.get(key) == path for key, path in step.disks.items())
         return all(Path(path).exists() for path in step.disks.values())
+
+    def merge(self, step: Merge) -> bool:
+        """Merge in the worker, while the guest runs, when it serves ``step.child``; False
+        when the VM does not run on that file (the caller merges offline)."""
+        if self.host.status(self.config).state not in LIVE:
+            return False
+        client = self.host.client(self.config)
+        served = client.call("disk_images")
+        key = next((k for k, path in served.items() if path == step.child), None)
+        if key is None:
+            return False
+        args = {"disk": key, "into": step.into}
+        client.call("merge_running", args, timeout=MERGE_TIMEOUT_S)
+        return True
 
     def turn_off(self) -> None:
         """Running, Paused: turn off; Saved: discard the saved state (Hyper-V's Turn Off)."""

@@ -27,7 +27,9 @@ class CreateDiff(_Step):
 
 
 class CopyFile(_Step):
-    """Copy a checkpoint's memory state to the VM's saved state (a new file: undo deletes it)."""
+    """Give a memory file a second name (linked, or copied across file systems): a checkpoint's
+    memory as the VM's saved state, or a Saved VM's state as a checkpoint's memory (a new
+    file: undo deletes it)."""
 
     kind: Literal["copy_file"] = "copy_file"
     src: str

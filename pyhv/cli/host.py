@@ -1,16 +1,56 @@
-"""`pyhv host` commands."""
+"""`pyhv host` commands: ``check`` looks at this machine itself; ``info`` and ``stop-vms`` ask
+pyhvd (like the VM commands, through :mod:`pyhv.cli.backend`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from pyhv.cli.backend import connect
 from pyhv.host.check import HostReport, check_host
 from pyhv.host.probe import ProbeResult
 from pyhv.model.limits import describe_mib
 
 app = typer.Typer(no_args_is_help=True)
+
+SOCKET = typer.Option(
+    None, "--socket", envvar="PYHV_SOCKET", help="pyhvd's unix socket (default: in PYHV_HOME)."
+)
+
+
+@app.command("info")
+def info(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    socket: Path | None = SOCKET,
+) -> None:
+    """What pyhvd manages: its home, storage roots, processors, memory and VMs."""
+    host = connect(socket).host()
+    if as_json:
+        print(host.model_dump_json(indent=2))
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("pyhvd", host.version)
+    table.add_row("Home", host.home)
+    table.add_row("Storage roots", "\n".join(host.storage_roots))
+    table.add_row("Processors", str(host.cores))
+    table.add_row("Memory", describe_mib(host.memory_mib))
+    table.add_row("VMs", f"{host.vms}, {host.running} running")
+    Console().print(table, highlight=False)
+
+
+@app.command("stop-vms")
+def stop_vms(socket: Path | None = SOCKET) -> None:
+    """Before shutting the host down: each running VM's automatic stop action (save, shut
+    down or turn off)."""
+    backend = connect(socket)
+    backend.follow(backend.client.stop_all_vms(), "host: stopping VMs")
+    Console().print("every VM is at rest")
+
 
 Row = tuple[str, str, bool | None]  # check, result, passed (None: information only)
 

@@ -1,4 +1,4 @@
-"""`pyhv vm` commands: New-VM, Get-VM, Start-VM, Stop-VM, … for this host's VMs."""
+"""`pyhv vm` commands: New-VM, Get-VM, Start-VM, Stop-VM, … through pyhvd's API."""
 
 from __future__ import annotations
 
@@ -10,27 +10,44 @@ import typer
 from rich.console import Console
 
 from pyhv.cli import vm_console, vm_disk, vm_render
-from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
+from pyhv.cli.backend import Backend, connect
+from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmStatus, make_vm_config
+from pyhv.service.commands import Power
 from pyhv.units import MiB, parse_size
-from pyhv.worker.local import LocalHost
 
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(vm_disk.disk_app, name="disk", help="Attach, detach and list a VM's disks.")
 app.add_typer(vm_disk.dvd_app, name="dvd", help="Insert or eject the DVD drive's medium.")
 
 
-def _host() -> LocalHost:
-    return LocalHost()
+@app.callback()
+def options(
+    ctx: typer.Context,
+    socket: Path | None = typer.Option(
+        None,
+        "--socket",
+        envvar="PYHV_SOCKET",
+        help="pyhvd's unix socket (default: PYHV_HOME/run/pyhvd.sock).",
+    ),
+) -> None:
+    """VMs of the host, through pyhvd (start it with `pyhvd &` or `systemctl start pyhvd`)."""
+    ctx.obj = connect(socket)
 
 
-def _print_state(name: str, host: LocalHost) -> None:
-    status = host.status(host.get(name))
+def _backend(ctx: typer.Context) -> Backend:
+    backend = ctx.find_object(Backend)
+    assert backend is not None, "the vm group's callback makes the backend"
+    return backend
+
+
+def _print_state(name: str, status: VmStatus) -> None:
     reason = f" ({status.reason})" if status.reason else ""
     Console().print(f"VM '{name}' is {status.display_state}{reason}")
 
 
 @app.command("new")
 def new(
+    ctx: typer.Context,
     name: str,
     cpus: int = typer.Option(1, "--cpus", help="Virtual processors."),
     memory: str = typer.Option("512M", "--memory", help="Startup memory, e.g. 512M or 2G."),
@@ -55,47 +72,49 @@ def new(
         kernel=boot,
         scsi_controllers=[ScsiController(disks=disks)],
     )
-    config = _host().inventory.create(config)
-    Console().print(f"created VM '{config.name}' ({config.id})")
+    view = _backend(ctx).create(config)
+    Console().print(f"created VM '{view.config.name}' ({view.config.id})")
 
 
 @app.command("list")
-def list_vms(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_vms(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """List VMs with state, CPU, memory and uptime (Get-VM)."""
-    host = _host()
-    rows = [(c, host.status(c), host.sample(c)) for c in host.inventory.list()]
+    rows = _backend(ctx).vms()
     if as_json:
-        print(json.dumps([vm_render.vm_json(c, s, x) for c, s, x in rows], indent=2))
+        print(json.dumps([vm_render.summary_json(v, x) for v, x in rows], indent=2))
     else:
         Console().print(vm_render.vm_table(rows))
 
 
 @app.command("show")
-def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def show(
+    ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Configuration, state and statistics of one VM."""
-    host = _host()
-    config = host.get(name)
-    status, sample = host.status(config), host.sample(config)
+    view, sample = _backend(ctx).vm(name)
     if as_json:
-        print(json.dumps(vm_render.vm_json(config, status, sample), indent=2))
+        print(json.dumps(vm_render.vm_json(view, sample), indent=2))
     else:
-        vm_render.print_vm(Console(), config, status, sample)
+        vm_render.print_vm(Console(), view, sample)
 
 
 @app.command("start")
 def start(
+    ctx: typer.Context,
     name: str,
     wait_ready: bool = typer.Option(False, "--wait-ready", help="Wait for the guest's ready line."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the ready line."),
 ) -> None:
     """Start a VM, or restore it when Saved (Start-VM)."""
-    host = _host()
-    host.start(name, wait_ready_s=timeout if wait_ready else None)
-    _print_state(name, host)
+    status = _backend(ctx).power(name, Power.START, ready_timeout_s=timeout if wait_ready else None)
+    _print_state(name, status)
 
 
 @app.command("stop")
 def stop(
+    ctx: typer.Context,
     name: str,
     turn_off: bool = typer.Option(False, "--turn-off", help="Power off at once."),
     save: bool = typer.Option(False, "--save", help="Save memory and device state to disk."),
@@ -104,72 +123,66 @@ def stop(
     """Shut a VM down with the ACPI power button, turning it off after --timeout (Stop-VM)."""
     if turn_off and save:
         raise typer.BadParameter("choose one of --turn-off and --save")
-    host = _host()
+    backend = _backend(ctx)
     if save:
-        host.save(name)
+        status = backend.power(name, Power.SAVE)
     elif turn_off:
-        host.turn_off(name)
+        status = backend.power(name, Power.TURN_OFF)
     else:
-        host.shutdown(name, timeout)
-    _print_state(name, host)
+        status = backend.power(name, Power.STOP, shutdown_timeout_s=timeout)
+    _print_state(name, status)
 
 
 @app.command("pause")
-def pause(name: str) -> None:
+def pause(ctx: typer.Context, name: str) -> None:
     """Pause a running VM (Suspend-VM)."""
-    host = _host()
-    host.pause(name)
-    _print_state(name, host)
+    _print_state(name, _backend(ctx).power(name, Power.PAUSE))
 
 
 @app.command("resume")
-def resume(name: str) -> None:
+def resume(ctx: typer.Context, name: str) -> None:
     """Resume a paused VM (Resume-VM)."""
-    host = _host()
-    host.resume(name)
-    _print_state(name, host)
+    _print_state(name, _backend(ctx).power(name, Power.RESUME))
 
 
 @app.command("restart")
-def restart(name: str) -> None:
+def restart(ctx: typer.Context, name: str) -> None:
     """Reset a running VM (Restart-VM)."""
-    host = _host()
-    host.restart(name)
-    _print_state(name, host)
+    _print_state(name, _backend(ctx).power(name, Power.RESTART))
 
 
 @app.command("console")
 def console(
+    ctx: typer.Context,
     name: str,
     log: bool = typer.Option(False, "--log", help="Print the console log and exit."),
 ) -> None:
     """Attach to the VM's serial console (vmconnect); Ctrl-] detaches."""
-    host = _host()
-    config = host.get(name)
+    backend = _backend(ctx)
     if log:
-        path = host.paths.vm_console_log(config.id)
-        sys.stdout.buffer.write(path.read_bytes() if path.exists() else b"")
+        sys.stdout.buffer.write(backend.console_log(name))
         return
-    vm_console.attach(host.client(config).attach_console(), name)
+    vm_console.attach(backend.console(name), name)
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def exec_(
+    ctx: typer.Context,
     name: str,
     command: list[str] = typer.Argument(..., help="Command and arguments, after --."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds the command may run."),
 ) -> None:
     """Run a command in the guest through its guest agent (Invoke-Command -VMName)."""
-    result = _host().exec(name, command, timeout_s=timeout)
-    sys.stdout.buffer.write(result.stdout)
+    result = _backend(ctx).exec(name, command, timeout_s=timeout)
+    sys.stdout.write(result.stdout)
     sys.stdout.flush()
-    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.write(result.stderr)
     sys.stderr.flush()
     raise typer.Exit(result.exit_code)
 
 
 @app.command("remove")
-def remove(name: str) -> None:
+def remove(ctx: typer.Context, name: str) -> None:
     """Remove a VM that is not running; its disks stay (Remove-VM)."""
-    config = _host().remove(name)
+    config = _backend(ctx).remove(name)
     Console().print(f"removed VM '{config.name}'; its disks were kept")

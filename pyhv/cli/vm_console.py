@@ -1,15 +1,18 @@
-"""The interactive side of ``pyhv vm console``: raw terminal ↔ the worker's console stream."""
+"""The interactive side of ``pyhv vm console``: raw terminal ↔ the console websocket of pyhvd."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import selectors
-import socket
+import select
 import sys
 import termios
+import threading
 import tty
 from collections.abc import Iterator
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
 
 DETACH = b"\x1d"  # Ctrl-]
 
@@ -27,25 +30,32 @@ def raw_terminal(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def attach(sock: socket.socket, name: str) -> None:
+POLL_S = 0.2  # how soon a closed console is noticed while the keyboard is idle
+
+
+def attach(conn: ClientConnection, name: str) -> None:
     """Copy bytes both ways until Ctrl-] or the VM's console closes."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     print(f"connected to VM '{name}' console; Ctrl-] detaches", file=sys.stderr)
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
-    sel.register(stdin, selectors.EVENT_READ)
-    with raw_terminal(stdin), contextlib.closing(sock):
-        while True:
-            for key, _ in sel.select():
-                if key.fileobj is sock:
-                    data = sock.recv(65536)
-                    if not data:
-                        print("\r\nconsole closed", file=sys.stderr)
-                        return
-                    os.write(stdout, data)
-                else:
-                    data = os.read(stdin, 1024)
-                    if not data or DETACH in data:
-                        print("\r\ndetached", file=sys.stderr)
-                        return
-                    sock.sendall(data)
+    output = threading.Thread(target=_copy_out, args=(conn, stdout), daemon=True)
+    with raw_terminal(stdin), contextlib.closing(conn):
+        output.start()
+        while output.is_alive():
+            ready, _, _ = select.select([stdin], [], [], POLL_S)
+            if not ready:
+                continue
+            data = os.read(stdin, 1024)
+            if not data or DETACH in data:
+                print("\r\ndetached", file=sys.stderr)
+                return
+            try:
+                conn.send(data)
+            except ConnectionClosed:
+                break
+        print("\r\nconsole closed", file=sys.stderr)
+
+
+def _copy_out(conn: ClientConnection, stdout: int) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        for message in conn:
+            os.write(stdout, message if isinstance(message, bytes) else message.encode())

@@ -10,9 +10,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from pyhv.cli.vm_render import disk_qos
+from pyhv.errors import UsageError
 from pyhv.model import DiskStats, VmConfig
 from pyhv.units import format_size, parse_size
 from pyhv.worker.local import LocalHost
@@ -34,6 +35,12 @@ def _bandwidth(text: str | None) -> int | None:
     return None if text is None else parse_size(text)
 
 
+def _iops(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise UsageError(f"--max-iops {value}: give a positive number, or 0 for no limit")
+    return value
+
+
 @disk_app.command("add")
 def add(
     name: str,
@@ -51,7 +58,7 @@ def add(
         controller=controller,
         slot=slot,
         read_only=read_only,
-        max_iops=max_iops or None,
+        max_iops=_iops(max_iops) or None,
         max_bytes_per_sec=_bandwidth(max_bandwidth) or None,
     )
     Console().print(f"attached {path} to VM '{name}' at SCSI {c}:{s}", highlight=False)
@@ -77,7 +84,7 @@ def set_qos(
     max_bandwidth: str | None = typer.Option(None, "--max-bandwidth", help=MAX_BW_HELP),
 ) -> None:
     """Change a disk's Storage QoS limits; live on a running VM. Unnamed limits stay."""
-    _disks().set_qos(name, controller, slot, max_iops, _bandwidth(max_bandwidth))
+    _disks().set_qos(name, controller, slot, _iops(max_iops), _bandwidth(max_bandwidth))
     Console().print(f"QoS of SCSI {controller}:{slot} of VM '{name}' set")
 
 
@@ -95,7 +102,7 @@ def list_disks(
 
 
 def disk_table(config: VmConfig, rows: list[DiskRow]) -> Table:
-    table = Table("SCSI", "Path", "Type", "Size", "Access", "QoS", "I/O")
+    table = Table("SCSI", Column("Path", overflow="fold"), "Type", "Size", "Access", "QoS", "I/O")
     for r in rows:
         table.add_row(*row_cells(r))
     if config.dvd is not None:

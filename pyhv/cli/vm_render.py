@@ -7,9 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pyhv.model import DiskStats, VmConfig, VmStatus
+from pyhv.model import DiskStats, VmState
+from pyhv.service.schemas import VmSample, VmSummary, VmView
 from pyhv.units import format_size
-from pyhv.worker.local import Sample
 
 _STATE_STYLE = {"Running": "green", "Paused": "yellow", "Saved": "cyan"}
 
@@ -22,35 +22,46 @@ def format_uptime(seconds: float) -> str:
     return f"{days}d {text}" if days else text
 
 
-def vm_json(config: VmConfig, status: VmStatus, sample: Sample | None) -> dict[str, Any]:
+def _stats_json(sample: VmSample | None) -> dict[str, Any]:
+    stats = sample.model_dump(mode="json", exclude={"cpu_percent"}) if sample else None
+    return {"stats": stats, "cpu_percent": sample.cpu_percent if sample else None}
+
+
+def summary_json(summary: VmSummary, sample: VmSample | None) -> dict[str, Any]:
+    """One VM of ``pyhv vm list --json``."""
+    return summary.model_dump(mode="json") | _stats_json(sample)
+
+
+def vm_json(view: VmView, sample: VmSample | None) -> dict[str, Any]:
+    """``pyhv vm show --json``."""
+    status = view.status
     return {
-        "name": config.name,
-        "id": config.id,
+        "name": view.config.name,
+        "id": view.config.id,
         "state": str(status.state),
         "critical": status.critical,
         "status": status.model_dump(mode="json"),
-        "config": config.model_dump(mode="json"),
-        "stats": sample.stats.model_dump(mode="json") if sample else None,
-        "cpu_percent": sample.cpu_percent if sample else None,
-    }
+        "config": view.config.model_dump(mode="json"),
+        "policy": view.policy.model_dump(mode="json"),
+    } | _stats_json(sample)
 
 
-def _state_text(status: VmStatus) -> str:
-    style = "red" if status.critical else _STATE_STYLE.get(str(status.state), "")
-    text = status.display_state
+def _state_text(state: VmState, critical: bool) -> str:
+    style = "red" if critical else _STATE_STYLE.get(str(state), "")
+    text = f"{state}-Critical" if critical else str(state)
     return f"[{style}]{text}[/]" if style else text
 
 
-def vm_table(rows: list[tuple[VmConfig, VmStatus, Sample | None]]) -> Table:
+def vm_table(rows: list[tuple[VmSummary, VmSample | None]]) -> Table:
     table = Table("Name", "State", "CPU %", "Memory (MiB)", "Uptime", "Status")
-    for config, status, sample in rows:
+    for vm, sample in rows:
         table.add_row(
-            config.name,
-            _state_text(status),
+            vm.name,
+            _state_text(vm.state, vm.critical),
             f"{sample.cpu_percent:.0f}" if sample else "0",
-            str(sample.stats.memory_assigned_mib if sample else 0),
-            format_uptime(sample.stats.uptime_s) if sample else "00:00:00",
-            status.reason or "",
+            str(sample.memory_assigned_mib if sample else 0),
+            format_uptime(sample.uptime_s) if sample else "00:00:00",
+            vm.reason or "",
         )
     return table
 
@@ -77,13 +88,15 @@ def disk_io(d: DiskStats) -> str:
     return f"{text}; mean latency {', '.join(latency)}" if latency else text
 
 
-def print_vm(console: Console, config: VmConfig, status: VmStatus, sample: Sample | None) -> None:
+def print_vm(console: Console, view: VmView, sample: VmSample | None) -> None:
+    config, status = view.config, view.status
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
     info.add_column()
     info.add_row("Name", config.name)
     info.add_row("Id", config.id)
-    info.add_row("State", _state_text(status) + (f" ({status.reason})" if status.reason else ""))
+    reason = f" ({status.reason})" if status.reason else ""
+    info.add_row("State", _state_text(status.state, status.critical) + reason)
     info.add_row("Generation", str(config.generation))
     info.add_row("Processors", str(config.processor_count))
     info.add_row("Startup memory", f"{config.memory_startup_mib} MiB")
@@ -97,13 +110,12 @@ def print_vm(console: Console, config: VmConfig, status: VmStatus, sample: Sampl
         medium = config.dvd.path or "(empty)"
         info.add_row(f"DVD {config.dvd.controller}:{config.dvd.slot}", str(medium))
     if sample is not None:
-        st = sample.stats
-        info.add_row("CPU", f"{sample.cpu_percent:.0f} %, {st.cpu_time_s:.1f} s total")
-        per = ", ".join(f"{t:.1f}" for t in st.cpu_time_per_vcpu_s)
+        info.add_row("CPU", f"{sample.cpu_percent:.0f} %, {sample.cpu_time_s:.1f} s total")
+        per = ", ".join(f"{t:.1f}" for t in sample.cpu_time_per_vcpu_s)
         info.add_row("CPU per vCPU (s)", per)
-        used = f", {st.memory_used_mib} MiB used" if st.memory_used_mib is not None else ""
-        info.add_row("Memory", f"{st.memory_assigned_mib} MiB assigned{used}")
-        info.add_row("Uptime", format_uptime(st.uptime_s))
-        for slot, d in st.disks.items():
+        used = f", {sample.memory_used_mib} MiB used" if sample.memory_used_mib is not None else ""
+        info.add_row("Memory", f"{sample.memory_assigned_mib} MiB assigned{used}")
+        info.add_row("Uptime", format_uptime(sample.uptime_s))
+        for slot, d in sample.disks.items():
             info.add_row(f"Disk {slot} I/O", disk_io(d))
     console.print(info)

@@ -43,6 +43,8 @@ class RemoveVm:
 class PowerVm:
     vm: str
     op: Power
+    ready_timeout_s: float | None = None  # start only: also wait for the guest's ready line
+    shutdown_timeout_s: float | None = None  # stop only: then turn off (the worker's default)
 
 
 @dataclass(frozen=True)

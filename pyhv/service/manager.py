@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import psutil
 from pydantic import TypeAdapter, ValidationError
 
 from pyhv.errors import ConflictError, PyhvError, StateError
+from pyhv.guestkit import READY_LINE
 from pyhv.host.resources import HostResources
 from pyhv.inventory import Inventory
-from pyhv.model import AutomaticStartAction, VmState, VmStats, config_error
+from pyhv.model import AutomaticStartAction, VmState, config_error
 from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
 from pyhv.service.confine import StorageRoots, confine_config
 from pyhv.service.events import EventBus
@@ -34,6 +38,7 @@ from pyhv.service.policies import (
 from pyhv.service.power import (
     OP_TIMEOUT_S,
     QUICK_OP_TIMEOUT_S,
+    READY_EXPECTED_S,
     STEPS,
     Step,
     exec_args,
@@ -50,7 +55,7 @@ from pyhv.service.registry import (
     scan,
     write_policy,
 )
-from pyhv.service.schemas import ExecOutput, VmSummary, VmView, summarize
+from pyhv.service.schemas import ExecOutput, VmSample, VmSummary, VmView, summarize
 from pyhv.service.supervisor import Supervisor
 from pyhv.units import MiB
 from pyhv.worker.states import transition
@@ -264,13 +269,15 @@ class VmManager:
         :raises ConflictError: another power job runs for the VM, or a start the host's
             memory or processor reserves cannot honor.
         """
-        entry = self.registry.get(cmd.vm)
+        # Workers write their status themselves (a guest that powered off, a VM driven by
+        # other tools): decide on the state as it is now, not as the last scan saw it.
+        entry = await self._sync_status(self.registry.get(cmd.vm).config.id)
         self.check_idle(entry)
         transition(entry.status.state, STEPS[cmd.op].action, entry.config.name)
         if cmd.op is Power.START:
             self._admit(entry)
         vm_id = entry.config.id
-        return self.submit_exclusive(vm_id, cmd.op.value, partial(self._carry_out, vm_id, cmd.op))
+        return self.submit_exclusive(vm_id, cmd.op.value, partial(self._carry_out, vm_id, cmd))
 
     def check_idle(self, entry: VmEntry) -> None:
         """:raises ConflictError: while another job works on the VM."""
@@ -305,26 +312,46 @@ class VmManager:
         if entry.status.state != VmState.SAVED:
             admit_memory(name, entry.config.memory_startup_mib, self._available_memory_mib())
 
-    async def _carry_out(self, vm_id: str, op: Power, ctx: JobContext) -> None:
+    async def _carry_out(self, vm_id: str, cmd: PowerVm, ctx: JobContext) -> None:
         entry = self.registry.get(vm_id)
-        step = STEPS[op]
+        op, step = cmd.op, STEPS[cmd.op]
+        restore = entry.status.state == VmState.SAVED
         if op is Power.START:
-            restore = entry.status.state == VmState.SAVED
             launch = asyncio.to_thread(self.supervisor.launch, entry.config, restore=restore)
             await with_progress(ctx, launch, step.expected_s)
         elif op is Power.TURN_OFF and entry.status.state == VmState.SAVED:
             await asyncio.to_thread(discard_saved_state, self.paths, vm_id)
         else:
-            await self._call_worker(ctx, entry, step)
+            args = {"timeout": cmd.shutdown_timeout_s} if cmd.shutdown_timeout_s else None
+            await self._call_worker(ctx, entry, step, args)
         entry = await self._settle(vm_id, step)
         if entry.status.state not in step.target:
             raise not_reached(entry.config.name, op, entry.status.state, entry.status.reason)
         if op is Power.START:
             await self._apply_cgroup(entry)
+            # A restored guest printed its ready line before it was saved.
+            if cmd.ready_timeout_s is not None and not restore:
+                await self._wait_ready(ctx, entry, cmd.ready_timeout_s)
 
-    async def _call_worker(self, ctx: JobContext, entry: VmEntry, step: Step) -> None:
+    async def _wait_ready(self, ctx: JobContext, entry: VmEntry, timeout_s: float) -> None:
+        """:raises StateError: when the guest printed no ready line in ``timeout_s``."""
+        args = {"text": READY_LINE, "timeout": timeout_s}
+        call = asyncio.to_thread(
+            self.supervisor.call, entry.config, "wait_console", timeout_s + QUICK_OP_TIMEOUT_S, args
+        )
+        if not await with_progress(ctx, call, READY_EXPECTED_S):
+            raise StateError(
+                f"VM {entry.config.name!r} runs but its guest printed no ready line "
+                f"in {timeout_s:g} s"
+            )
+
+    async def _call_worker(
+        self, ctx: JobContext, entry: VmEntry, step: Step, args: dict[str, Any] | None
+    ) -> None:
         assert step.worker_op is not None
-        call = asyncio.to_thread(self.supervisor.call, entry.config, step.worker_op, OP_TIMEOUT_S)
+        call = asyncio.to_thread(
+            self.supervisor.call, entry.config, step.worker_op, OP_TIMEOUT_S, args
+        )
         try:
             await with_progress(ctx, call, step.expected_s)
         except StateError:
@@ -368,12 +395,25 @@ class VmManager:
 
     # -- running VMs --------------------------------------------------------------------------
 
-    async def stats(self, ref: str) -> VmStats:
+    async def stats(self, ref: str) -> VmSample:
         """:raises StateError: when the VM does not run."""
         entry = self._running_entry(ref, "read statistics of")
         call = self.supervisor.call
         result = await asyncio.to_thread(call, entry.config, "stats", QUICK_OP_TIMEOUT_S)
-        return VmStats.model_validate(result["stats"])
+        cpu = {"cpu_percent": float(result.get("cpu_percent") or 0.0)}
+        return VmSample.model_validate(result["stats"] | cpu)
+
+    async def attach_console(self, ref: str) -> socket.socket:
+        """A socket carrying the VM's serial console both ways; the caller closes it.
+
+        :raises StateError: when the VM does not run.
+        """
+        entry = self._running_entry(ref, "attach to the console of")
+        return await asyncio.to_thread(self.supervisor.attach_console, entry.config)
+
+    def console_log(self, ref: str) -> Path:
+        """The VM's console log file (it may not exist yet)."""
+        return self.paths.vm_console_log(self.registry.get(ref).config.id)
 
     async def exec(self, cmd: ExecInVm) -> ExecOutput:
         """:raises StateError: when the VM does not run or has no guest agent."""

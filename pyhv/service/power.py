@@ -26,6 +26,7 @@ PROGRESS_TICK_S = 0.25
 # Ops that end QEMU answer only once it is gone (a shutdown waits up to the worker's timeout).
 OP_TIMEOUT_S = 600.0
 QUICK_OP_TIMEOUT_S = 30.0
+READY_EXPECTED_S = 10.0  # from Running to the guest kit's ready line, under TCG
 _OFF, _RUNNING, _PAUSED, _SAVED = VmState.OFF, VmState.RUNNING, VmState.PAUSED, VmState.SAVED
 
 

@@ -13,7 +13,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyhv.model import AutomaticStartAction, AutomaticStopAction, VmConfig, VmState, VmStatus
+from pyhv.model import (
+    AutomaticStartAction,
+    AutomaticStopAction,
+    VmConfig,
+    VmState,
+    VmStats,
+    VmStatus,
+)
 from pyhv.service.policies import ProcessorPolicy
 
 
@@ -96,6 +103,12 @@ class VmPatch(BaseModel):
 
     def config_changes(self) -> dict[str, object]:
         return self.model_dump(exclude_none=True, exclude={"policy"})
+
+
+class VmSample(VmStats):
+    """``GET /vms/{id}/stats``: the worker's statistics plus the CPU use since its last sample."""
+
+    cpu_percent: float = 0.0
 
 
 class ExecRequest(BaseModel):

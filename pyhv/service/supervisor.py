@@ -6,6 +6,7 @@ restart needs nothing but their control sockets, which :class:`WorkerSupervisor`
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Protocol
 
 import psutil
@@ -31,6 +32,12 @@ class Supervisor(Protocol):
         :raises StateError: when no worker answers.
         """
 
+    def attach_console(self, config: VmConfig) -> socket.socket:
+        """The worker's serial console stream, both ways; the caller closes it.
+
+        :raises StateError: when no worker answers.
+        """
+
     def pids(self, status: VmStatus) -> list[int]:
         """The worker's process and its children (QEMU), for the VM's cgroup."""
 
@@ -45,8 +52,13 @@ class WorkerSupervisor:
     def call(
         self, config: VmConfig, op: str, timeout_s: float, args: dict[str, Any] | None = None
     ) -> Any:
-        client = WorkerClient(self.paths.runtime(config.id).control, config.name)
-        return client.call(op, args, timeout=timeout_s)
+        return self._client(config).call(op, args, timeout=timeout_s)
+
+    def attach_console(self, config: VmConfig) -> socket.socket:
+        return self._client(config).attach_console()
+
+    def _client(self, config: VmConfig) -> WorkerClient:
+        return WorkerClient(self.paths.runtime(config.id).control, config.name)
 
     def pids(self, status: VmStatus) -> list[int]:
         if status.worker_pid is None:

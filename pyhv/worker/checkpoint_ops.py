@@ -15,6 +15,11 @@ up to the resume undoes the swap and lets the guest go on as before. A memory sa
 later, while the guest already writes into the children, cannot be undone: the checkpoint is
 then disks only and ``memory_error`` says why.
 
+``merge_running`` ``{"disk": "<controller>:<slot>", "into": "<parent path>"}`` →
+``{"copied_bytes": int, "total_ms": float}`` folds the differencing disk the VM runs on into
+its parent while the guest keeps writing (:mod:`.online_merge`); the disk continues in the
+parent and the child is deleted.
+
 ``disk_images`` answers which file each disk is served from (crash recovery asks it).
 """
 
@@ -28,8 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from pyhv.errors import PyhvError, QmpError, StateError, UsageError
 from pyhv.model import VmState
+from pyhv.storage import open_image
+from pyhv.storage.operations.files import fsync_dir
 from pyhv.worker.checkpoint_disks import DiskKey, SwappedDisks, parse_disk_key, swap_in_children
-from pyhv.worker.memory_save import MemorySave, start_memory_save
+from pyhv.worker.memory_save import (
+    MemorySave,
+    prepare_memory_save,
+    reset_memory_save,
+    start_memory_save,
+)
+from pyhv.worker.online_merge import MirrorImage, copy_into_target
 
 if TYPE_CHECKING:
     from pyhv.worker.worker import Worker
@@ -51,7 +64,11 @@ class CheckpointOps:
         self._busy = asyncio.Lock()
 
     def handlers(self) -> dict[str, Any]:
-        return {"checkpoint_swap": self.checkpoint_swap, "disk_images": self.disk_images}
+        return {
+            "checkpoint_swap": self.checkpoint_swap,
+            "merge_running": self.merge_running,
+            "disk_images": self.disk_images,
+        }
 
     async def disk_images(self, args: dict[str, Any]) -> Any:
         """``{"controller:slot": path}`` as served now (waits for a checkpoint under way)."""
@@ -60,9 +77,8 @@ class CheckpointOps:
 
     async def checkpoint_swap(self, args: dict[str, Any]) -> Any:
         disks, memory, freeze = parse_swap_args(args)
+        self._require_live("checkpoint")
         state = self.w.status.state
-        if state not in (VmState.RUNNING, VmState.PAUSED) or self.w.qmp is None:
-            raise StateError(f"cannot checkpoint VM '{self.w.config.name}' here: it is {state}")
         unknown = set(disks) - {(c, d.slot) for c, d in self.w.config.disks()}
         if unknown:
             raise UsageError(f"VM '{self.w.config.name}' has no disk in SCSI slot(s) {unknown}")
@@ -97,18 +113,22 @@ class CheckpointOps:
         """Stop, swap, start the memory save, resume: the instant the checkpoint stands for."""
         qmp = self.w.qmp
         assert qmp is not None
-        stopped = time.monotonic()
-        if running:
-            await qmp.execute("stop")
         swapped: SwappedDisks | None = None
         save = None
+        stopped = time.monotonic()
         try:
+            if memory is not None:
+                await prepare_memory_save(qmp, background=running)
+            stopped = time.monotonic()
+            if running:
+                await qmp.execute("stop")
             swapped = await swap_in_children(self.w.disks, disks)
             if memory is not None:
                 save = await start_memory_save(qmp, memory, background=running)
         except BaseException:
             if swapped is not None:
                 await swapped.undo()
+            await reset_memory_save(qmp)
             if running:
                 with contextlib.suppress(QmpError):
                     await qmp.execute("cont")
@@ -119,6 +139,37 @@ class CheckpointOps:
         self._record_paths(disks)
         await swapped.commit()
         return paused_ms, save
+
+    async def merge_running(self, args: dict[str, Any]) -> Any:
+        """:raises UsageError: ``into`` is not the parent of the disk's image."""
+        key, into = parse_disk_key(str(args["disk"])), Path(str(args["into"]))
+        self._require_live("merge a disk of")
+        async with self._busy:
+            started = time.monotonic()
+            child = self.w.disks.image(*key)
+            if child.parent is None or child.parent.path.resolve() != into.resolve():
+                raise UsageError(f"{into} is not the parent of {child.path}")
+            target = await asyncio.to_thread(open_image, into, True)
+            mirror = MirrorImage(child, target)
+            await self.w.disks.swap_image(*key, mirror)
+            try:
+                copied = await asyncio.to_thread(copy_into_target, mirror)
+                await self.w.disks.swap_image(*key, target)
+            except BaseException:
+                await self.w.disks.swap_image(*key, child)
+                await asyncio.to_thread(target.close)
+                raise
+            await asyncio.to_thread(target.flush)
+            await asyncio.to_thread(mirror.close)
+            child.path.unlink()
+            fsync_dir(child.path.parent)
+            self._record_paths({key: into})
+            return {"copied_bytes": copied, "total_ms": (time.monotonic() - started) * 1000}
+
+    def _require_live(self, verb: str) -> None:
+        state = self.w.status.state
+        if state not in (VmState.RUNNING, VmState.PAUSED) or self.w.qmp is None:
+            raise StateError(f"cannot {verb} VM '{self.w.config.name}' here: it is {state}")
 
     def _record_paths(self, disks: dict[DiskKey, Path]) -> None:
         """Keep the worker's copy of the configuration in step with what it serves."""
@@ -132,3 +183,4 @@ class CheckpointOps:
             await self.w.agent.request(command)
         except PyhvError as e:
             raise StateError(f"cannot {what} of VM '{self.w.config.name}': {e}") from e
+

@@ -31,8 +31,28 @@ RESUME_TIMEOUT_S = 60.0
 POLL_S = 0.005
 
 
+#: QEMU limits a migration to 128 MiB/s unless told otherwise; a file takes what it can.
+MAX_BANDWIDTH = 1 << 40
+
+
 def capability(on: bool) -> dict[str, Any]:
     return {"capabilities": [{"capability": "background-snapshot", "state": on}]}
+
+
+async def prepare_memory_save(qmp: q.Qmp, *, background: bool) -> None:
+    """Set the migration up before the guest is stopped, to keep the stop short.
+
+    :raises QmpError: QEMU refused (``background-snapshot`` needs userfaultfd).
+    """
+    await qmp.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
+    if background:
+        await qmp.execute("migrate-set-capabilities", capability(True))
+
+
+async def reset_memory_save(qmp: q.Qmp) -> None:
+    """Turn ``background-snapshot`` off again, so a later Save or live migration is normal."""
+    with contextlib.suppress(QmpError):
+        await qmp.execute("migrate-set-capabilities", capability(False))
 
 
 def partial_path(path: Path) -> Path:
@@ -81,12 +101,12 @@ class MemorySave:
 
     async def _reset(self) -> None:
         if self.background:
-            with contextlib.suppress(QmpError):
-                await self.qmp.execute("migrate-set-capabilities", capability(False))
+            await reset_memory_save(self.qmp)
 
 
 async def start_memory_save(qmp: q.Qmp, path: Path, *, background: bool) -> MemorySave:
-    """Start writing the VM's state to ``path`` (as ``.partial``); the guest must be stopped.
+    """Start writing the VM's state to ``path`` (as ``.partial``) after
+    :func:`prepare_memory_save`; the guest must be stopped.
 
     With ``background`` this returns once QEMU has saved the devices and resumed the guest.
 
@@ -95,8 +115,6 @@ async def start_memory_save(qmp: q.Qmp, path: Path, *, background: bool) -> Memo
     fd = os.open(partial_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     save = MemorySave(qmp, path, fd, background)
     try:
-        if background:
-            await qmp.execute("migrate-set-capabilities", capability(True))
         await q.migrate_to_fd(qmp, fd, FD_NAME)
         if background:
             await _until_resumed(qmp)

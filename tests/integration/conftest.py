@@ -20,6 +20,11 @@ from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmState, make
 from pyhv.paths import HomePaths
 from pyhv.worker.local import LocalHost
 
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
+sys.path.insert(0, str(Path(__file__).parent / "service"))
+
+from pyhvd_harness import Pyhvd
+
 PYHV = str(Path(sys.executable).with_name("pyhv"))
 BOOT_TIMEOUT_S = 180.0
 
@@ -72,9 +77,20 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
-def cli(host: LocalHost) -> Cli:
-    """Run the real ``pyhv`` command against the test's home."""
+def host_pyhvd(host: LocalHost) -> Iterator[Pyhvd]:
+    """pyhvd serving the test's home, as ``pyhv vm`` needs; it takes in the VMs that the tests
+    drive through LocalHost as it would VMs left running by an earlier pyhvd."""
     env = dict(os.environ, PYHV_HOME=str(host.paths.home), PYHV_RUN_DIR=str(host.paths.run_root))
+    d = Pyhvd(host.paths.home, env)
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def cli(host_pyhvd: Pyhvd) -> Cli:
+    """Run the real ``pyhv`` command against the test's home, through its pyhvd."""
+    env = host_pyhvd.env
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

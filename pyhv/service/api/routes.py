@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from pyhv.service.api import events, host, jobs, transfer, vms
+from pyhv.service.api import console, events, host, jobs, transfer, vms
 
 # transfer before vms: its fixed paths must win over "/vms/{vm}/{op}".
-ROUTERS = (host.router, transfer.router, vms.router, jobs.router, events.router)
+ROUTERS = (host.router, transfer.router, console.router, vms.router, jobs.router, events.router)
 
 
 def mount(app: FastAPI) -> None:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
-from pyhv.model import VmStats
+from pyhv.errors import UsageError
 from pyhv.service.api.deps import Admin, Operator, Reader, Svc
 from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
 from pyhv.service.jobs import Job
-from pyhv.service.schemas import ExecOutput, ExecRequest, VmCreate, VmPatch, VmSummary, VmView
+from pyhv.service.schemas import (
+    ExecOutput,
+    ExecRequest,
+    VmCreate,
+    VmPatch,
+    VmSample,
+    VmSummary,
+    VmView,
+)
 
 router = APIRouter(prefix="/vms", tags=["vms"])
 
@@ -57,8 +65,8 @@ async def remove_vm(vm: str, svc: Svc) -> None:
 
 
 @router.get("/{vm}/stats", dependencies=[Reader])
-async def vm_stats(vm: str, svc: Svc) -> VmStats:
-    """CPU, memory and disk figures of a running VM."""
+async def vm_stats(vm: str, svc: Svc) -> VmSample:
+    """CPU, memory and disk figures of a running VM, with its CPU use since the last sample."""
     return await svc.manager.stats(vm)
 
 
@@ -75,8 +83,28 @@ async def exec_in_vm(vm: str, body: ExecRequest, svc: Svc) -> ExecOutput:
     dependencies=[Operator],
     responses={202: {"headers": {"Location": {"description": "the job, /jobs/{id}"}}}},
 )
-async def power_vm(vm: str, op: Power, svc: Svc, response: Response) -> Job:
-    """Start-VM, Stop-VM, Save-VM, Suspend-VM, Resume-VM, Restart-VM: a job to follow."""
-    job = await svc.manager.power(PowerVm(vm, op))
+async def power_vm(
+    vm: str,
+    op: Power,
+    svc: Svc,
+    response: Response,
+    ready_timeout_s: Annotated[float | None, Query(gt=0, le=3600)] = None,
+    shutdown_timeout_s: Annotated[float | None, Query(gt=0, le=3600)] = None,
+) -> Job:
+    """Start-VM, Stop-VM, Save-VM, Suspend-VM, Resume-VM, Restart-VM: a job to follow.
+
+    ``ready_timeout_s`` (start only): the job also waits for the guest kit's ready line.
+    ``shutdown_timeout_s`` (stop only): how long the guest has to power off before it is
+    turned off.
+    """
+    _check_applies("ready_timeout_s", ready_timeout_s, op, Power.START)
+    _check_applies("shutdown_timeout_s", shutdown_timeout_s, op, Power.STOP)
+    job = await svc.manager.power(PowerVm(vm, op, ready_timeout_s, shutdown_timeout_s))
     response.headers["Location"] = f"/jobs/{job.id}"
     return job
+
+
+def _check_applies(name: str, value: float | None, op: Power, only: Power) -> None:
+    """:raises UsageError: for a parameter given to an operation it does not apply to."""
+    if value is not None and op is not only:
+        raise UsageError(f"{name} applies to {only.value} only, not to {op.value}")

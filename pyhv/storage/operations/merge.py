@@ -8,17 +8,17 @@ child chain reading exactly as before. The merged files are removed only after t
 flushed, the child first, so no remaining file ever loses its parent; running the merge again
 after a crash finishes it.
 
-Known gap: a VHDX ancestor takes a new DataWriteGuid at its first write, and the layer above it
-names the old one (parent_linkage), so after a crash mid-merge into a VHDX ancestor that layer
-refuses to open although every byte is intact. Closing it needs the VHDX driver to set the
-child's parent_linkage2 to the ancestor's next DataWriteGuid before the copy ([MS-VHDX]
-2.6.2.6.3), which it does not offer yet.
+That argument also needs the child to stay linked to the ancestor while it changes: a VHDX
+ancestor would take a new DataWriteGuid at its first write, which the child's parent_linkage
+does not name, so the ancestor is asked to keep its identity (``keep_identity``) for this copy,
+and takes a new one once the merged files are gone.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from pyhv.errors import UnsupportedFeature, UsageError
 from pyhv.storage import open_image
@@ -47,6 +47,9 @@ def merge_image(
         merged = [layer.path for layer in layers[:depth]]
         ranges = held_ranges(layers[:depth])
         with open_image(target_path, writable=True) as target:
+            renew = isinstance(target, KeepsIdentity)
+            if isinstance(target, KeepsIdentity):
+                target.keep_identity = True
             _match_size(target, top.size)
             copy_ranges(top, target, ranges, dst_reads_zero=False, progress=progress)
             target.flush()
@@ -54,7 +57,24 @@ def merge_image(
         path.unlink()
     for folder in {p.parent for p in merged}:
         fsync_dir(folder)
+    if renew:
+        _renew_identity(target_path)
     return target_path
+
+
+def _renew_identity(path: Path) -> None:
+    """The ancestor's data did change: now that no merged child needs its old identity, a data
+    write gives it a new one, so its other children (which the merge invalidated) are caught."""
+    with open_image(path, writable=True) as image:
+        image.write(0, image.read(0, image.logical_sector_size))
+        image.flush()
+
+
+@runtime_checkable
+class KeepsIdentity(Protocol):
+    """Images whose identity would change on a data write (VHDX), but can be told not to."""
+
+    keep_identity: bool
 
 
 def _ancestor_depth(

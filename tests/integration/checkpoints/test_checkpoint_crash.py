@@ -123,8 +123,10 @@ def test_crash_in_the_middle_of_a_merge(off_vm: Any) -> None:
     off_vm.write("B")
     now = off_vm.state()
     crash(off_vm, "remove", "c1", 2)  # tree and config written, the merges not yet run
-    journal = off_vm.manager.paths.vm_checkpoints_dir(off_vm.inventory.get(VM).id)
-    steps = load_journal(journal / "journal.json").steps
+    folder = off_vm.manager.paths.vm_checkpoints_dir(off_vm.inventory.get(VM).id)
+    journal = load_journal(folder / "journal.json")
+    assert journal is not None
+    steps = journal.steps
     merge = next(s for s in steps if isinstance(s, Merge) and s.into.endswith(".vhdx"))
     with open_image(merge.child) as child, open_image(merge.into, writable=True) as target:
         target.write(0, child.read(0, 1 << 20))  # what a merge does first, then: kill -9

@@ -5,13 +5,19 @@ tests run in file order."""
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pyhv.checkpoints import CheckpointManager, CheckpointType
-from pyhv.errors import StateError
+from pyhv.checkpoints.journal import Journal, save_journal
+from pyhv.checkpoints.planner import Moment, disk_paths, plan_create
+from pyhv.checkpoints.steps import SwapRunning
+from pyhv.checkpoints.store import JOURNAL_FILE
 from pyhv.model import VmState
 from pyhv.storage.operations import check_chain
 from pyhv.worker.local import LocalHost
@@ -22,6 +28,7 @@ NAME = "cprun"
 BOOT_TIMEOUT_S = 180.0
 MakeVm = Callable[..., str]
 Shell = Callable[[str, str], str]
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +47,14 @@ def manager(host: LocalHost) -> CheckpointManager:
 def sleeper(vm: str, shell: Shell) -> str:
     """A process started before the first checkpoint; its pid."""
     return shell(vm, "sleep 10000 </dev/null >/dev/null 2>&1 & echo $!").strip()
+
+
+# The guest keeps writing (and syncing) while its disk is merged under it.
+WRITER_DATA = "seq 1 3000"
+WRITER = (
+    "(for i in $(seq 1 30); do seq $(( (i - 1) * 100 + 1 )) $(( i * 100 )) >> /file-W; sync; "
+    "done; touch /writer-done) </dev/null >/dev/null 2>&1 &"
+)
 
 
 def write(shell: Shell, vm: str, tag: str) -> None:
@@ -105,14 +120,39 @@ def test_remove_while_running(
     gone = manager.remove(vm, "c1")
     assert [c.memory_state for c in gone] and not Path(str(gone[0].memory_state)).exists()
     assert host.status(host.get(vm)).state == VmState.RUNNING
-    # The VM runs on a child of "branch" only: removing it would merge the running disk.
-    with pytest.raises(StateError, match="online merge") as err:
-        manager.remove(vm, "branch")
-    assert "\n" not in str(err.value)
+    # "tmp" is read by the running disk only: removing it merges that disk into tmp's image
+    # while the guest keeps writing.
+    manager.create(vm, "tmp")
+    write(shell, vm, "T")
+    running = disk_paths(host.get(vm))
+    shell(vm, WRITER)
+    manager.remove(vm, "tmp")
+    assert not any(Path(p).exists() for p in running.values())
+    shell(vm, "while [ ! -e /writer-done ]; do sleep 0.2; done; rm /writer-done; sync")
+    assert seen(shell, vm) == {"A", "D", "T", "W"}  # seen() drops the caches: read from disk
+    assert shell(vm, "md5sum < /file-W") == shell(vm, f"{WRITER_DATA} | md5sum")
     manager.apply(vm, "c2")
     assert seen(shell, vm) == {"A", "B"}
     manager.apply(vm, "branch")
     assert seen(shell, vm) == {"A", "D"}
+
+
+def test_a_paused_vm_stays_paused_and_its_checkpoint_comes_back_running(
+    host: LocalHost, vm: str, manager: CheckpointManager, shell: Shell, cli: Cli
+) -> None:
+    host.pause(vm)
+    node = manager.create(vm, "paused")
+    assert host.status(host.get(vm)).state == VmState.PAUSED
+    assert node.memory_state is not None and node.vm_state == VmState.PAUSED
+    host.resume(vm)
+    write(shell, vm, "G")
+    manager.apply(vm, "paused")
+    assert host.status(host.get(vm)).state == VmState.RUNNING
+    assert seen(shell, vm) == {"A", "D"}
+    shown = cli("checkpoint", "show", vm, "c2")
+    assert shown.returncode == 0 and "Guest paused" in shown.stdout
+    manager.apply(vm, "branch")
+    manager.remove(vm, "paused")  # nothing reads its image any more: deleted while running
 
 
 def test_production_checkpoint_freezes_and_keeps_no_memory(
@@ -122,6 +162,51 @@ def test_production_checkpoint_freezes_and_keeps_no_memory(
     assert node.memory_state is None and node.vm_state == VmState.OFF
     write(shell, vm, "E")  # the file systems were thawed
     assert seen(shell, vm) == {"A", "D", "E"}
+
+
+def cut_off_create(manager: CheckpointManager, vm: str, name: str) -> SwapRunning:
+    """Journal a checkpoint of the running VM as the manager does, then "crash"."""
+    config, tree = manager.tree(vm)
+    checkpoint_id = str(uuid.uuid4())
+    folder = manager.paths.vm_checkpoints_dir(config.id)
+    plan = plan_create(
+        tree,
+        config,
+        checkpoint_id=checkpoint_id,
+        name=name,
+        kind=CheckpointType.STANDARD,
+        now=datetime.now(UTC),
+        moment=Moment(VmState.RUNNING, str(folder / f"{checkpoint_id}.vmrs")),
+    )
+    save_journal(folder / JOURNAL_FILE, Journal.of(plan, online=True))
+    step = plan.steps[0]
+    assert isinstance(step, SwapRunning)
+    return step
+
+
+def test_a_create_cut_off_before_the_swap_rolls_back(
+    host: LocalHost, vm: str, manager: CheckpointManager, shell: Shell
+) -> None:
+    step = cut_off_create(manager, vm, "cut")
+    _, tree = manager.tree(vm)  # recovers
+    assert "cut" not in {c.name for c in tree.checkpoints}
+    assert not any(Path(p).exists() for p in step.disks.values())
+    assert host.status(host.get(vm)).state == VmState.RUNNING
+    assert seen(shell, vm) == {"A", "D", "E"}
+
+
+def test_a_create_cut_off_after_the_swap_stands(
+    host: LocalHost, vm: str, manager: CheckpointManager, shell: Shell
+) -> None:
+    step = cut_off_create(manager, vm, "swapped")
+    args = {"disks": step.disks, "memory_path": step.memory, "freeze": False}
+    host.client(host.get(vm)).call("checkpoint_swap", args, timeout=300)
+    config, tree = manager.tree(vm)  # recovers
+    node = tree.find("swapped", vm)
+    assert node.memory_state == step.memory and Path(step.memory or "").is_file()
+    assert disk_paths(config) == step.disks
+    write(shell, vm, "F")
+    assert seen(shell, vm) == {"A", "D", "E", "F"}
 
 
 def test_every_file_is_sound_and_none_is_left_over(

@@ -48,7 +48,8 @@ CASES = [
     (["add", "a", "{free}", "--max-bandwidth", "lots"], "invalid size 'lots'"),
     (["add", "zz", "{free}"], "no VM named 'zz'"),
     (["remove", "a", "--slot", "3"], "VM 'a' has no disk in SCSI slot 0:3"),
-    (["set-qos", "a", "--slot", "0", "--max-iops", "-5"], "max_iops: input should be greater"),
+    (["set-qos", "a", "--slot", "0", "--max-iops", "-5"], "--max-iops -5: give a positive number"),
+    (["add", "a", "{free}", "--max-iops", "-1"], "--max-iops -1: give a positive number"),
 ]
 
 

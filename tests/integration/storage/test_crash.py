@@ -127,8 +127,7 @@ def verify_merge(
     # killed during a merge: the base may hold a mix, the child chain must still read right
     assert_old_or_new(read_values(base, sizes), old, flight)
     if child.exists():
-        # A VHDX base fails here today: its first write gives it a new DataWriteGuid, which the
-        # child's parent_linkage does not name (see pyhv.storage.operations.merge, "Known gap").
+        # the link holds although the base changed (VHDX: merge keeps its DataWriteGuid)
         try:
             values = read_values(child, sizes)
         except ParentError as e:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pyhv.errors import PyhvError, UsageError
+from pyhv.errors import ParentError, PyhvError, UsageError
 from pyhv.storage import CreateSpec, DiskType, create_image, open_image
 from pyhv.storage.operations import (
     check_chain,
@@ -230,3 +230,18 @@ def test_set_parent_relinks_after_a_move(tmp_path: Path) -> None:
     set_parent(mid, moved)
     assert check_chain(top) == []
     assert disk_sha(top) == sha
+
+
+def test_merge_leaves_other_children_of_a_vhdx_ancestor_detectably_stale(tmp_path: Path) -> None:
+    """Merging one child changes the ancestor under its siblings; their identity check says so."""
+    base, merged, sibling = tmp_path / "base.vhdx", tmp_path / "a.avhdx", tmp_path / "b.avhdx"
+    create_image(base, CreateSpec(size=SIZE))
+    for child in (merged, sibling):
+        create_image(child, CreateSpec(size=0, disk_type=DiskType.DIFFERENCING, parent=str(base)))
+    write(merged, (0, os.urandom(MiB)))
+    sha = disk_sha(merged)
+    merge_image(merged)
+    assert disk_sha(base) == sha
+    with pytest.raises(ParentError):
+        open_image(sibling).close()
+    assert any("identity" in line for line in check_chain(sibling))

@@ -103,7 +103,7 @@ mutation = st.tuples(st.integers(0, 10), st.integers(0, 1 << 20), st.integers(0,
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     ext=st.sampled_from(["vhd", "vhdx"]),

@@ -47,7 +47,7 @@ def test_parse_sse() -> None:
 def test_unreachable_pyhvd_says_how_to_start_it(tmp_path: object) -> None:
     with (
         PyhvClient(f"{tmp_path}/none.sock") as c,
-        pytest.raises(ApiError, match=r"pyhvd does not answer .* start it with `pyhvd`"),
+        pytest.raises(ApiError, match=r"pyhvd is not running .* start it with `pyhvd --home "),
     ):
         c.list_vms()
 

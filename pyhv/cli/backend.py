@@ -1,0 +1,133 @@
+"""The CLI's one way to the VMs: pyhvd's API through :class:`~pyhv.client.PyhvClient`.
+
+Commands call a :class:`Backend` and never see HTTP. Where pyhvd listens: ``--socket`` or
+``PYHV_SOCKET``, else ``PYHV_HOME/run/pyhvd.sock``; ``PYHV_URL`` (with ``PYHV_TOKEN`` and,
+for a private CA, ``PYHV_CA``) reaches a remote pyhvd over TCP instead. Long operations are jobs
+in the API: :meth:`Backend.power` shows their progress and waits for them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from websockets.sync.client import ClientConnection
+
+from pyhv.client import PyhvClient
+from pyhv.errors import StateError
+from pyhv.model import VmConfig, VmState, VmStatus
+from pyhv.service.commands import Power
+from pyhv.service.jobs import Job
+from pyhv.service.schemas import ExecOutput, HostInfo, VmSample, VmSummary, VmView
+
+SOCKET_ENV = "PYHV_SOCKET"
+URL_ENV = "PYHV_URL"
+TOKEN_ENV = "PYHV_TOKEN"
+CA_ENV = "PYHV_CA"
+JOB_TIMEOUT_S = 3600.0
+EXEC_SLACK_S = 30.0
+
+_VERB = {
+    Power.START: "starting",
+    Power.STOP: "shutting down",
+    Power.TURN_OFF: "turning off",
+    Power.SAVE: "saving",
+    Power.PAUSE: "pausing",
+    Power.RESUME: "resuming",
+    Power.RESTART: "restarting",
+}
+
+
+def connect(socket: Path | None = None) -> Backend:
+    """The backend for this environment (nothing is sent until the first call)."""
+    url = os.environ.get(URL_ENV)
+    if url and socket is None:
+        client = PyhvClient(
+            base_url=url,
+            token=os.environ.get(TOKEN_ENV) or None,
+            verify=os.environ.get(CA_ENV) or True,
+        )
+    else:
+        client = PyhvClient(socket or os.environ.get(SOCKET_ENV) or None)
+    return Backend(client)
+
+
+class Backend:
+    def __init__(self, client: PyhvClient, progress_to: Console | None = None) -> None:
+        self.client = client
+        self._out = progress_to or Console(stderr=True)
+
+    def host(self) -> HostInfo:
+        return self.client.host()
+
+    def create(self, config: VmConfig) -> VmView:
+        return self.client.create_vm(config)
+
+    def vms(self) -> list[tuple[VmSummary, VmSample | None]]:
+        """Every VM with statistics for those that run."""
+        return [(s, self._sample(s.id, s.state)) for s in self.client.list_vms()]
+
+    def vm(self, name: str) -> tuple[VmView, VmSample | None]:
+        view = self.client.get_vm(name)
+        return view, self._sample(view.config.id, view.status.state)
+
+    def _sample(self, vm: str, state: VmState) -> VmSample | None:
+        if state not in (VmState.RUNNING, VmState.PAUSED):
+            return None
+        try:
+            return self.client.stats(vm)
+        except StateError:  # it stopped meanwhile
+            return None
+
+    def power(
+        self,
+        name: str,
+        op: Power,
+        *,
+        ready_timeout_s: float | None = None,
+        shutdown_timeout_s: float | None = None,
+    ) -> VmStatus:
+        """Run a power operation as a job, showing its progress; the VM's status afterwards.
+
+        :raises PyhvError: what the operation was refused or failed with.
+        """
+        job = self.client.power(
+            name, op, ready_timeout_s=ready_timeout_s, shutdown_timeout_s=shutdown_timeout_s
+        )
+        self.follow(job, f"VM '{name}': {_VERB[op]}")
+        return self.client.get_vm(name).status
+
+    def follow(self, job: Job, label: str) -> None:
+        """Show the job's progress until it ends.
+
+        :raises PyhvError: what the job failed with.
+        """
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f} %"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self._out, transient=True) as progress:
+            task = progress.add_task(label, total=100, completed=job.progress)
+            self.client.wait_job(
+                job.id, JOB_TIMEOUT_S, lambda j: progress.update(task, completed=j.progress)
+            )
+
+    def exec(self, name: str, argv: list[str], timeout_s: float) -> ExecOutput:
+        return self.client.exec(name, argv, timeout_s=timeout_s)
+
+    def remove(self, name: str) -> VmConfig:
+        """Remove-VM; the configuration it had."""
+        config = self.client.get_vm(name).config
+        self.client.remove_vm(config.id)
+        return config
+
+    def console_log(self, name: str) -> bytes:
+        return self.client.console_log(name)
+
+    def console(self, name: str) -> ClientConnection:
+        return self.client.console(name)

@@ -1,0 +1,145 @@
+"""``pyhv vm …`` as a user runs it, through a real pyhvd on a temporary home: one guest boot
+for create, start (to the ready line), exec, console, save and start from Saved, shut down and
+remove; and the one line the CLI prints when pyhvd is not running."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pyhvd_harness import Pyhvd, PyhvdFactory, make_home
+
+from pyhv.errors import NotFoundError
+from pyhv.guestkit import READY_LINE, KitPaths
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PYHV = str(Path(sys.executable).with_name("pyhv"))
+BOOT_TIMEOUT_S = 240.0
+COMMAND_TIMEOUT_S = 300.0
+
+
+def kit() -> KitPaths:
+    from pyhv.guestkit import kit_paths
+
+    try:
+        return kit_paths()
+    except NotFoundError as err:
+        pytest.skip(str(err))
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYHV, *args], env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+    )
+
+
+def test_cli_says_how_to_start_pyhvd() -> None:
+    home = make_home()
+    try:
+        env = dict(os.environ, PYHV_HOME=str(home))
+        env.pop("PYHV_RUN_DIR", None)
+        result = run(env, "vm", "list")
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"pyhv: error: pyhvd is not running (nothing answers at {home}/run/pyhvd.sock): "
+            f"start it with `pyhvd --home {home} &` or `systemctl start pyhvd`\n"
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_for_agent(env: dict[str, str], vm: str) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    while run(env, "vm", "exec", vm, "--timeout", "10", "--", "true").returncode != 0:
+        assert time.monotonic() < deadline, "the guest agent never answered"
+        time.sleep(1)
+
+
+def console_roundtrip(env: dict[str, str], vm: str) -> str:
+    """Type a command on the serial console through pyhvd's websocket; what came back."""
+    proc = subprocess.Popen(
+        [PYHV, "vm", "console", vm],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        proc.stdin.write(b"\necho con$((40+2))\n")
+        proc.stdin.flush()
+        while b"con42" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                seen += os.read(proc.stdout.fileno(), 65536)
+        proc.stdin.write(b"\x1d")
+        proc.stdin.flush()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return seen.decode(errors="replace")
+
+
+def test_vm_life_through_the_cli(pyhvd_factory: PyhvdFactory) -> None:
+    paths = kit()
+    d: Pyhvd = pyhvd_factory(extra_env={"PYHV_STORAGE_ROOTS": str(paths.kernel.parent)})
+    disk = d.home / "disks" / "root.vhdx"
+    shutil.copyfile(paths.rootdisk, disk)
+    d.start()
+    env = d.env
+    new = ["vm", "new", "g", "--memory", "512M", "--kernel", str(paths.kernel)]
+    new += ["--initrd", str(paths.initrd), "--cmdline", paths.cmdline, "--disk", str(disk)]
+
+    created = run(env, *new)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created VM 'g' (")
+    again = run(env, *new)
+    assert again.returncode == 2
+    assert again.stderr.startswith("pyhv: error: a VM named 'g' already exists")
+    too_big = run(env, "vm", "new", "big", "--cpus", "9999")
+    assert too_big.returncode == 2 and too_big.stderr.count("\n") == 1, too_big.stderr
+    off = run(env, "vm", "pause", "g")
+    assert (off.returncode, off.stderr) == (1, "pyhv: error: cannot pause VM 'g': it is Off\n")
+
+    started = run(env, "vm", "start", "g", "--wait-ready", "--timeout", str(BOOT_TIMEOUT_S))
+    assert started.returncode == 0, started.stderr
+    assert started.stdout == "VM 'g' is Running\n"
+    wait_for_agent(env, "g")
+    result = run(env, "vm", "exec", "g", "--", "sh", "-c", "uname -s; echo oops >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, "Linux\n", "oops\n")
+    listed = json.loads(run(env, "vm", "list", "--json").stdout)
+    assert [(v["name"], v["state"]) for v in listed] == [("g", "Running")]
+    assert listed[0]["stats"]["memory_assigned_mib"] == 512
+    assert "Running" in run(env, "vm", "show", "g").stdout
+    assert READY_LINE in run(env, "vm", "console", "g", "--log").stdout
+    assert "con42" in console_roundtrip(env, "g")
+
+    # Save-VM, then Start-VM from Saved: the guest's RAM (its tmpfs) survives.
+    assert run(env, "vm", "exec", "g", "--", "sh", "-c", "echo kept > /tmp/marker").returncode == 0
+    saved = run(env, "vm", "stop", "g", "--save")
+    assert (saved.returncode, saved.stdout) == (0, "VM 'g' is Saved (saved)\n"), saved.stderr
+    restored = run(env, "vm", "start", "g")
+    assert (restored.returncode, restored.stdout) == (0, "VM 'g' is Running\n"), restored.stderr
+    assert run(env, "vm", "exec", "g", "--", "cat", "/tmp/marker").stdout == "kept\n"
+
+    stopped = run(env, "vm", "stop", "g", "--timeout", "120")
+    assert stopped.stdout == "VM 'g' is Off (guest shut down)\n", stopped.stderr
+    refused = run(env, "vm", "exec", "g", "--", "true")
+    assert refused.returncode == 1 and "it is Off" in refused.stderr
+    removed = run(env, "vm", "remove", "g")
+    assert removed.stdout == "removed VM 'g'; its disks were kept\n"
+    assert disk.exists()
+    gone = run(env, "vm", "show", "g")
+    assert gone.returncode == 2 and gone.stderr.count("\n") == 1
