@@ -82,12 +82,10 @@ class PyhvClient:
         self._timeout = timeout
         self.base_url = base_url
         self.socket_path: Path | None = None
+        self._verify = verify
+        self._ssl = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else None
         if base_url is not None:
             self.where = base_url
-            self._ssl = (
-                ssl.create_default_context(cafile=verify) if isinstance(verify, str) else None
-            )
-            self._verify = verify
             self._http = httpx.Client(
                 base_url=base_url,
                 headers=self._headers,
@@ -127,8 +125,14 @@ class PyhvClient:
     def _connection_errors(self) -> Iterator[None]:
         try:
             yield
-        except httpx.TransportError as err:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             raise self.not_answering(err) from err
+        except httpx.TimeoutException as err:
+            raise ApiError(f"pyhvd at {self.where} did not answer in time: {err}") from err
+        except httpx.TransportError as err:
+            raise ApiError(
+                f"the connection to pyhvd at {self.where} failed ({type(err).__name__}): {err}"
+            ) from err
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         if "content" in kwargs:
@@ -225,44 +229,50 @@ class PyhvClient:
     def console_log(self, vm: str) -> bytes:
         return self._request("GET", f"/vms/{vm}/console/log").content
 
-    def console(self, vm: str) -> ClientConnection:
-        """The VM's serial console as a websocket: binary messages both ways; close it after.
+    @contextlib.contextmanager
+    def console(self, vm: str) -> Iterator[ClientConnection]:
+        """The VM's serial console as a websocket, binary messages both ways, closed on exit.
 
         :raises PyhvError: what pyhvd refused the console with (e.g. the VM does not run).
         """
-        conn = self._websocket(f"/vms/{quote(vm, safe='')}/console")
-        try:
-            first = json.loads(conn.recv(timeout=self._timeout))
-        except (ConnectionClosed, TimeoutError, ValueError) as err:
-            conn.close()
-            raise ApiError(f"pyhvd did not open the console of VM {vm!r}: {err}") from err
-        if not first.get("ok"):
-            conn.close()
-            raise error_class(str(first.get("code")))(str(first.get("detail")))
-        return conn
+        with self._websocket(f"/vms/{quote(vm, safe='')}/console") as conn:
+            try:
+                first = json.loads(conn.recv(timeout=self._timeout))
+            except (ConnectionClosed, TimeoutError, ValueError) as err:
+                raise ApiError(f"pyhvd did not open the console of VM {vm!r}: {err}") from err
+            if not first.get("ok"):
+                raise error_class(str(first.get("code")))(str(first.get("detail")))
+            yield conn
 
-    def _websocket(self, path: str) -> ClientConnection:
-        try:
-            if self.socket_path is not None:
-                return unix_connect(
-                    str(self.socket_path), f"ws://pyhvd{path}", open_timeout=self._timeout
-                )
-            assert self.base_url is not None
-            url = "ws" + self.base_url.removeprefix("http").rstrip("/") + path
-            return connect(
-                url,
-                additional_headers=self._headers,
-                ssl=self._websocket_ssl() if url.startswith("wss:") else None,
-                open_timeout=self._timeout,
+    @contextlib.contextmanager
+    def _websocket(self, path: str) -> Iterator[ClientConnection]:
+        with contextlib.ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self._open_websocket(path))
+            except InvalidStatus as err:
+                body = bytes(err.response.body or b"")
+                raise_for_problem(httpx.Response(err.response.status_code, content=body))
+                raise ApiError(f"pyhvd refused the websocket: {err}") from err
+            except InvalidHandshake as err:
+                raise ApiError(f"pyhvd refused the websocket: {err}") from err
+            except (OSError, TimeoutError) as err:
+                raise self.not_answering(err) from err
+            yield conn
+
+    def _open_websocket(self, path: str) -> ClientConnection:
+        """Not connected before it is entered (``with``), with websockets 17 and later."""
+        if self.socket_path is not None:
+            return unix_connect(
+                str(self.socket_path), f"ws://pyhvd{path}", open_timeout=self._timeout
             )
-        except InvalidStatus as err:
-            body = bytes(err.response.body or b"")
-            raise_for_problem(httpx.Response(err.response.status_code, content=body))
-            raise ApiError(f"pyhvd refused the websocket: {err}") from err
-        except InvalidHandshake as err:
-            raise ApiError(f"pyhvd refused the websocket: {err}") from err
-        except (OSError, TimeoutError) as err:
-            raise self.not_answering(err) from err
+        assert self.base_url is not None
+        url = "ws" + self.base_url.removeprefix("http").rstrip("/") + path
+        return connect(
+            url,
+            additional_headers=self._headers,
+            ssl=self._websocket_ssl() if url.startswith("wss:") else None,
+            open_timeout=self._timeout,
+        )
 
     def _websocket_ssl(self) -> ssl.SSLContext:
         if self._ssl is not None:

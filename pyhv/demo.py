@@ -28,11 +28,10 @@ from pyhv.guestkit import KitPaths, build_kit
 from pyhv.model import VmState
 from pyhv.paths import HomePaths
 from pyhv.service import default_socket
+from pyhv.service.child import child_pyhvd
 from pyhv.service.confine import STORAGE_ROOTS_ENV
 
 VM_NAME = "demo"
-PYHVD_START_TIMEOUT_S = 60.0
-PYHVD_STOP_TIMEOUT_S = 30.0
 out = Console()
 
 
@@ -64,47 +63,14 @@ def get_kit() -> KitPaths:
 
 @contextmanager
 def running_pyhvd(home: Path, env: dict[str, str]) -> Iterator[None]:
-    """pyhvd in the foreground of this process, logging to HOME/pyhvd.log, stopped at the end.
-
-    :raises DemoFailed: when it does not come up.
-    """
     log_path = home / "pyhvd.log"
     step(f"Start the management service: pyhvd --home {home} (log: {log_path})")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pyhv.service", "--home", str(home)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_serving(proc, default_socket(HomePaths(home)), log_path)
-        yield
-    finally:
-        step("Stop pyhvd")
-        proc.terminate()
+    with child_pyhvd(home, env, log_path) as info:
+        out.print(f"pyhvd {info.version} serves {info.home}", highlight=False)
         try:
-            proc.wait(PYHVD_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_until_serving(proc: subprocess.Popen[bytes], socket: Path, log_path: Path) -> None:
-    deadline = time.monotonic() + PYHVD_START_TIMEOUT_S
-    with PyhvClient(socket, timeout=5) as client:
-        while True:
-            if proc.poll() is not None:
-                last = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-                raise DemoFailed(f"pyhvd exited: {' '.join(last) or 'see ' + str(log_path)}")
-            try:
-                info = client.host()
-                out.print(f"pyhvd {info.version} serves {info.home} on {socket}", highlight=False)
-                return
-            except PyhvError:
-                if time.monotonic() > deadline:
-                    raise DemoFailed(f"pyhvd did not answer in time: see {log_path}") from None
-                time.sleep(0.2)
+            yield
+        finally:
+            step("Stop pyhvd")
 
 
 def run(home: Path) -> None:

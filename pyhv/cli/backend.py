@@ -9,6 +9,7 @@ in the API: :meth:`Backend.power` shows their progress and waits for them.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +27,7 @@ SOCKET_ENV = "PYHV_SOCKET"
 URL_ENV = "PYHV_URL"
 TOKEN_ENV = "PYHV_TOKEN"
 CA_ENV = "PYHV_CA"
+SOCKET_HELP = "pyhvd's unix socket (default: $PYHV_SOCKET, else PYHV_HOME/run/pyhvd.sock)."
 JOB_TIMEOUT_S = 3600.0
 EXEC_SLACK_S = 30.0
 
@@ -55,9 +57,9 @@ def connect(socket: Path | None = None) -> Backend:
 
 
 class Backend:
-    def __init__(self, client: PyhvClient, progress_to: Console | None = None) -> None:
+    def __init__(self, client: PyhvClient) -> None:
         self.client = client
-        self._out = progress_to or Console(stderr=True)
+        self._out = Console(stderr=True)  # progress; stdout stays for results
 
     def host(self) -> HostInfo:
         return self.client.host()
@@ -129,5 +131,6 @@ class Backend:
     def console_log(self, name: str) -> bytes:
         return self.client.console_log(name)
 
-    def console(self, name: str) -> ClientConnection:
+    def console(self, name: str) -> AbstractContextManager[ClientConnection]:
+        """The live serial console, open inside ``with``."""
         return self.client.console(name)

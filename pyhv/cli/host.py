@@ -9,16 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pyhv.cli.backend import connect
+from pyhv.cli.backend import SOCKET_HELP, connect
 from pyhv.host.check import HostReport, check_host
 from pyhv.host.probe import ProbeResult
 from pyhv.model.limits import describe_mib
 
 app = typer.Typer(no_args_is_help=True)
 
-SOCKET = typer.Option(
-    None, "--socket", envvar="PYHV_SOCKET", help="pyhvd's unix socket (default: in PYHV_HOME)."
-)
+SOCKET = typer.Option(None, "--socket", help=SOCKET_HELP)
 
 
 @app.command("info")

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from pyhv.cli import vm_console, vm_disk, vm_render
-from pyhv.cli.backend import Backend, connect
+from pyhv.cli.backend import SOCKET_HELP, Backend, connect
 from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmStatus, make_vm_config
 from pyhv.service.commands import Power
 from pyhv.units import MiB, parse_size
@@ -23,12 +23,7 @@ app.add_typer(vm_disk.dvd_app, name="dvd", help="Insert or eject the DVD drive's
 @app.callback()
 def options(
     ctx: typer.Context,
-    socket: Path | None = typer.Option(
-        None,
-        "--socket",
-        envvar="PYHV_SOCKET",
-        help="pyhvd's unix socket (default: PYHV_HOME/run/pyhvd.sock).",
-    ),
+    socket: Path | None = typer.Option(None, "--socket", help=SOCKET_HELP),
 ) -> None:
     """VMs of the host, through pyhvd (start it with `pyhvd &` or `systemctl start pyhvd`)."""
     ctx.obj = connect(socket)
@@ -162,7 +157,8 @@ def console(
     if log:
         sys.stdout.buffer.write(backend.console_log(name))
         return
-    vm_console.attach(backend.console(name), name)
+    with backend.console(name) as conn:
+        vm_console.attach(conn, name)
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -34,11 +34,11 @@ POLL_S = 0.2  # how soon a closed console is noticed while the keyboard is idle
 
 
 def attach(conn: ClientConnection, name: str) -> None:
-    """Copy bytes both ways until Ctrl-] or the VM's console closes."""
+    """Copy bytes both ways until Ctrl-] or the VM's console closes; the caller closes ``conn``."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     print(f"connected to VM '{name}' console; Ctrl-] detaches", file=sys.stderr)
     output = threading.Thread(target=_copy_out, args=(conn, stdout), daemon=True)
-    with raw_terminal(stdin), contextlib.closing(conn):
+    with raw_terminal(stdin):
         output.start()
         while output.is_alive():
             ready, _, _ = select.select([stdin], [], [], POLL_S)

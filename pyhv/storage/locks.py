@@ -3,10 +3,12 @@ VM nor changed by ``pyhv vhd`` tools, whichever process asks.
 
 Writable opens take an exclusive ``flock``, read-only opens (every parent of a chain included) a
 shared one, for as long as the image is open; the kernel drops them when the holder dies, so a
-``kill -9`` never leaves a stale lock. ``flock`` locks belong to an open file description, so two
-opens of one file in one process would refuse each other; but one process is one user of a file
-(a merge reads the child and writes its parent; a worker may read a disk it serves), so the
-locks are counted per process: one locked descriptor per file, upgraded and downgraded.
+``kill -9`` never leaves a stale lock (a holder still dying is waited for, briefly).
+
+``flock`` locks belong to an open file description, so two opens of one file in one process
+would refuse each other; but one process is one user of a file (a merge reads the child and
+writes its parent; a worker may read a disk it serves), so the locks are counted per process:
+one locked descriptor per file, upgraded and downgraded.
 
 A refused lock names its holder: the pid comes from ``/proc/locks``, the name from the holder's
 ``PYHV_DISK_HOLDER`` environment variable (the worker launcher sets ``VM 'web1'``).
@@ -18,6 +20,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from pyhv.errors import ConflictError
 from pyhv.storage.fileio import os_errors
 
 HOLDER_ENV = "PYHV_DISK_HOLDER"
+EXITING_WAIT_S = 10.0
 PROC_LOCKS = Path("/proc/locks")
 
 log = logging.getLogger(__name__)
@@ -110,18 +114,39 @@ def _upgrade(held: _Held, path: Path, key: FileKey) -> None:
 
 
 def _flock(fd: int, exclusive: bool, path: Path, key: FileKey) -> None:
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ConflictError(f"disk {path} is in use by {describe_holder(key)}") from None
+    """Lock without blocking; only a holder that is dying (a killed worker whose I/O threads
+    still finish a write) is waited for, so a VM restarted after a crash finds its disks free."""
+    deadline = time.monotonic() + EXITING_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            # No visible holder: one whose pid is already released while it exits.
+            pids = _holders(key)
+            if not all(map(_exiting, pids)) or time.monotonic() > deadline:
+                raise ConflictError(f"disk {path} is in use by {describe_holder(pids)}") from None
+            time.sleep(0.05)
 
 
-def describe_holder(key: FileKey) -> str:
-    """``VM 'web1' (pid 42)``, ``process 42 (pyhv)`` or ``another process``."""
+def _holders(key: FileKey) -> list[int]:
     try:
-        pids = holder_pids(PROC_LOCKS.read_text(), key, exclude=os.getpid())
+        return holder_pids(PROC_LOCKS.read_text(), key, exclude=os.getpid())
     except OSError:
-        pids = []
+        return []
+
+
+def _exiting(pid: int) -> bool:
+    """A zombie leader: the process was killed and its last threads are finishing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # gone already
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def describe_holder(pids: list[int]) -> str:
+    """``VM 'web1' (pid 42)``, ``process 42 (pyhv)`` or ``another process``."""
     if not pids:
         return "another process"
     pid = pids[0]

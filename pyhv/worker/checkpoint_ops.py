@@ -35,6 +35,7 @@ from pyhv.errors import PyhvError, QmpError, StateError, UsageError
 from pyhv.model import VmState
 from pyhv.storage import open_image
 from pyhv.storage.operations.files import fsync_dir
+from pyhv.storage.operations.merge import KeepsIdentity
 from pyhv.worker.checkpoint_disks import DiskKey, SwappedDisks, parse_disk_key, swap_in_children
 from pyhv.worker.memory_save import (
     MemorySave,
@@ -150,6 +151,10 @@ class CheckpointOps:
             if child.parent is None or child.parent.path.resolve() != into.resolve():
                 raise UsageError(f"{into} is not the parent of {child.path}")
             target = await asyncio.to_thread(open_image, into, True)
+            # The child must stay linked to its parent until it is gone (a crash: the merge
+            # is finished offline), so a VHDX parent keeps its DataWriteGuid meanwhile.
+            if isinstance(target, KeepsIdentity):
+                target.keep_identity = True
             mirror = MirrorImage(child, target)
             await self.w.disks.swap_image(*key, mirror)
             try:
@@ -163,8 +168,14 @@ class CheckpointOps:
             await asyncio.to_thread(mirror.close)
             child.path.unlink()
             fsync_dir(child.path.parent)
+            if isinstance(target, KeepsIdentity):
+                target.keep_identity = False
             self._record_paths({key: into})
-            return {"copied_bytes": copied, "total_ms": (time.monotonic() - started) * 1000}
+            total_ms = (time.monotonic() - started) * 1000
+            self.w.log.info(
+                "merged %s into %s online: %d bytes, %.0f ms", child.path, into, copied, total_ms
+            )
+            return {"copied_bytes": copied, "total_ms": total_ms}
 
     def _require_live(self, verb: str) -> None:
         state = self.w.status.state
@@ -183,4 +194,3 @@ class CheckpointOps:
             await self.w.agent.request(command)
         except PyhvError as e:
             raise StateError(f"cannot {what} of VM '{self.w.config.name}': {e}") from e
-

@@ -156,9 +156,13 @@ def test_a_paused_vm_stays_paused_and_its_checkpoint_comes_back_running(
 
 
 def test_production_checkpoint_freezes_and_keeps_no_memory(
-    vm: str, manager: CheckpointManager, shell: Shell
+    vm: str, manager: CheckpointManager, shell: Shell, cli: Cli
 ) -> None:
-    node = manager.create(vm, "prod", CheckpointType.PRODUCTION)
+    made = cli("checkpoint", "new", vm, "--name", "prod", "--type", "production")
+    assert made.returncode == 0, made.stderr
+    assert "guest paused" in made.stdout
+    _, node = manager.get(vm, "prod")
+    assert node.type == CheckpointType.PRODUCTION
     assert node.memory_state is None and node.vm_state == VmState.OFF
     write(shell, vm, "E")  # the file systems were thawed
     assert seen(shell, vm) == {"A", "D", "E"}

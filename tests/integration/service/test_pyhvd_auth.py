@@ -132,3 +132,19 @@ def test_tls_with_tokens(pyhvd_factory: PyhvdFactory) -> None:
     assert d.tcp_client(TOKENS["reader"]).list_vms() == []
     with pytest.raises(AuthenticationError):
         d.tcp_client("wrong").list_vms()
+
+
+def test_console_websocket_needs_the_operate_right(tcp_pyhvd: Pyhvd) -> None:
+    tcp_pyhvd.client().start("vm1", wait=True)
+    try:
+        with pytest.raises(AuthenticationError), tcp_pyhvd.tcp_client(None).console("vm1"):
+            pass
+        with (
+            pytest.raises(PermissionDenied, match="role reader"),
+            tcp_pyhvd.tcp_client(TOKENS["reader"]).console("vm1"),
+        ):
+            pass
+        with tcp_pyhvd.tcp_client(TOKENS["operator"]).console("vm1") as conn:
+            conn.send(b"\r")  # a live console: keystrokes go to the VM
+    finally:
+        tcp_pyhvd.client().turn_off("vm1", wait=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from pyhvd_harness import Pyhvd, PyhvdFactory, make_home
 
-from pyhv.errors import NotFoundError
+from pyhv.errors import NotFoundError, StateError, UsageError
 from pyhv.guestkit import READY_LINE, KitPaths
+from pyhv.model import VmConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,6 +55,26 @@ def test_cli_says_how_to_start_pyhvd() -> None:
         )
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_console_and_power_parameters_without_a_guest(pyhvd: Pyhvd) -> None:
+    c = pyhvd.client()
+    c.create_vm(VmConfig(name="idle", memory_startup_mib=64, boot_order=[]))
+    assert c.console_log("idle") == b""
+    with (
+        pytest.raises(StateError, match="cannot attach to the console of VM 'idle': it is Off"),
+        c.console("idle"),
+    ):
+        pass
+    with pytest.raises(NotFoundError), c.console("nobody"):
+        pass
+    with pytest.raises(UsageError, match="ready_timeout_s applies to start only, not to stop"):
+        c.power("idle", "stop", ready_timeout_s=5)
+    env = dict(pyhvd.env)
+    console = run(env, "vm", "console", "idle")
+    assert (console.returncode, console.stderr.count("\n")) == (1, 1), console.stderr
+    stop = run(env, "vm", "stop", "idle", "--save", "--turn-off")
+    assert stop.returncode == 2
 
 
 def wait_for_agent(env: dict[str, str], vm: str) -> None:

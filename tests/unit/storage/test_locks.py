@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyhv.errors import ConflictError
-from pyhv.storage import CreateSpec, create_image, open_image
+from pyhv.storage import CreateSpec, create_image, locks, open_image
 from pyhv.storage.locks import HOLDER_ENV, holder_pids, lock_image
 from pyhv.units import MiB
 
@@ -138,3 +139,12 @@ def test_a_refused_upgrade_keeps_the_shared_lock(disk: Path) -> None:
 def test_an_image_dropped_without_close_releases_its_lock(disk: Path) -> None:
     open_image(disk, writable=True).read(0, 512)  # never closed: garbage
     assert attempt(disk, "w") == "ok"
+
+
+def test_a_dying_holder_is_told_apart_from_a_live_one() -> None:
+    assert not locks._exiting(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    while not locks._exiting(child.pid):  # a zombie until reaped
+        time.sleep(0.01)
+    child.wait()
+    assert locks._exiting(child.pid)  # gone
