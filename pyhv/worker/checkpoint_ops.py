@@ -78,12 +78,12 @@ class CheckpointOps:
 
     async def checkpoint_swap(self, args: dict[str, Any]) -> Any:
         disks, memory, freeze = parse_swap_args(args)
-        self._require_live("checkpoint")
-        state = self.w.status.state
-        unknown = set(disks) - {(c, d.slot) for c, d in self.w.config.disks()}
-        if unknown:
-            raise UsageError(f"VM '{self.w.config.name}' has no disk in SCSI slot(s) {unknown}")
         async with self._busy:
+            self._require_live("checkpoint")
+            state = self.w.status.state
+            unknown = set(disks) - {(c, d.slot) for c, d in self.w.config.disks()}
+            if unknown:
+                raise UsageError(f"VM '{self.w.config.name}' has no disk in SCSI slot(s) {unknown}")
             started = time.monotonic()
             if freeze:
                 await self._agent("guest-fsfreeze-freeze", "freeze the guest's file systems")
@@ -144,8 +144,8 @@ class CheckpointOps:
     async def merge_running(self, args: dict[str, Any]) -> Any:
         """:raises UsageError: ``into`` is not the parent of the disk's image."""
         key, into = parse_disk_key(str(args["disk"])), Path(str(args["into"]))
-        self._require_live("merge a disk of")
         async with self._busy:
+            self._require_live("merge a disk of")
             started = time.monotonic()
             child = self.w.disks.image(*key)
             if child.parent is None or child.parent.path.resolve() != into.resolve():

@@ -168,6 +168,21 @@ def test_production_checkpoint_freezes_and_keeps_no_memory(
     assert seen(shell, vm) == {"A", "D", "E"}
 
 
+def test_a_saved_vm_checkpoint_comes_back_saved(
+    host: LocalHost, vm: str, manager: CheckpointManager, shell: Shell
+) -> None:
+    host.save(vm)
+    node = manager.create(vm, "saved")
+    assert node.vm_state == VmState.SAVED and node.memory_state is not None
+    host.start(vm)  # restoring consumes the saved state, not the checkpoint's memory
+    assert Path(node.memory_state).is_file()
+    write(shell, vm, "S")
+    manager.apply(vm, "saved")
+    assert host.status(host.get(vm)).state == VmState.SAVED
+    host.start(vm)
+    assert seen(shell, vm) == {"A", "D", "E"}
+
+
 def cut_off_create(manager: CheckpointManager, vm: str, name: str) -> SwapRunning:
     """Journal a checkpoint of the running VM as the manager does, then "crash"."""
     config, tree = manager.tree(vm)
