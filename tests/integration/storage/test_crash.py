@@ -141,6 +141,7 @@ def verify_merge(
         assert_exactly(read_values(base, sizes), new, "base after the merge was resumed")
     else:
         assert_exactly(read_values(base, sizes), new, "base after the child was removed")
+        reopen(base)
         assert check_chain(base) == []
 
 
