@@ -30,7 +30,7 @@ from pyhv.paths import HomePaths, RuntimeLayout
 from pyhv.service.child import child_pyhvd
 from pyhv.worker.disks import export_name
 from pyhv.worker.firmware import firmware_for
-from pyhv.worker.qemu_argv import DiskWiring, build_qemu_argv, disk_node
+from pyhv.worker.qemu_argv import DiskWiring, build_qemu_argv
 from pyhv.worker.status_file import read_status_file
 
 PYHV = str(Path(sys.executable).with_name("pyhv"))
@@ -38,7 +38,8 @@ TIMEOUT_S = 180
 
 
 def plain_argv(config: VmConfig, run_dir: Path, efi_vars: Path) -> list[str]:
-    """The worker's argv, with QEMU's own vhdx driver and the console on stdout."""
+    """The worker's argv with the NBD disk node replaced by QEMU's own vhdx driver (same node
+    name, so the throttle node above it stays) and the console on stdout."""
     wiring = DiskWiring(0, 0, export_name(0, 0))
     argv = build_qemu_argv(
         config, RuntimeLayout(run_dir), "tcg", firmware_for(1, efi_vars), disks=[wiring]
@@ -47,7 +48,8 @@ def plain_argv(config: VmConfig, run_dir: Path, efi_vars: Path) -> list[str]:
     for arg in argv:
         if arg.startswith("driver=nbd,"):
             disk = config.disks()[0][1].path
-            arg = f"driver=vhdx,node-name={disk_node(0, 0)},file.driver=file,file.filename={disk}"
+            node = dict(kv.split("=", 1) for kv in arg.split(","))["node-name"]
+            arg = f"driver=vhdx,node-name={node},file.driver=file,file.filename={disk}"
         elif arg.startswith("socket,id=com1,"):
             arg = "stdio,id=com1,signal=off"
         out.append(arg)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, TypeAdapter
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect, unix_connect
 
+from pyhv.checkpoints import Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import ApiError
 from pyhv.model import VmConfig
 from pyhv.paths import HomePaths
@@ -36,6 +37,9 @@ from pyhv.service.events import Event
 from pyhv.service.jobs import Job, JobState
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import (
+    CheckpointCreate,
+    CheckpointJob,
+    CheckpointRename,
     CompatibilityReport,
     ExecOutput,
     ExecRequest,
@@ -318,6 +322,55 @@ class PyhvClient:
         job = Job.model_validate_json(self._request("POST", "/vms/import", content=body).content)
         return self.wait_job(job.id) if wait else job
 
+    # -- checkpoints: name is a checkpoint's name or id ----------------------------------------
+
+    def checkpoints(self, vm: str) -> CheckpointTree:
+        """The VM's checkpoint tree; ``current`` is the checkpoint "Now" hangs from."""
+        return self._get(f"/vms/{vm}/checkpoints", CheckpointTree)
+
+    def checkpoint(self, vm: str, name: str) -> Checkpoint:
+        return self._get(_checkpoint_url(vm, name), Checkpoint)
+
+    def create_checkpoint(
+        self,
+        vm: str,
+        name: str | None = None,
+        kind: CheckpointType = CheckpointType.STANDARD,
+        *,
+        wait: bool = False,
+    ) -> CheckpointJob:
+        """Checkpoint-VM; the job names the checkpoint (Hyper-V's "VM - (date time)" unnamed)."""
+        body = CheckpointCreate(name=name, type=kind).model_dump_json()
+        response = self._request("POST", f"/vms/{vm}/checkpoints", content=body)
+        job = CheckpointJob.model_validate_json(response.content)
+        if not wait:
+            return job
+        return CheckpointJob(**self.wait_job(job.id).model_dump(), checkpoint=job.checkpoint)
+
+    def apply_checkpoint(self, vm: str, name: str, *, wait: bool = False) -> Job:
+        """Restore-VMCheckpoint: the VM's current state is discarded."""
+        return self._job("POST", f"{_checkpoint_url(vm, name)}/apply", wait)
+
+    def remove_checkpoint(
+        self, vm: str, name: str, *, subtree: bool = False, wait: bool = False
+    ) -> Job:
+        params = {"subtree": "true"} if subtree else None
+        return self._job("DELETE", _checkpoint_url(vm, name), wait, params=params)
+
+    def rename_checkpoint(self, vm: str, name: str, new_name: str) -> Checkpoint:
+        body = CheckpointRename(name=new_name).model_dump_json()
+        response = self._request("PATCH", _checkpoint_url(vm, name), content=body)
+        return Checkpoint.model_validate_json(response.content)
+
+    def export_checkpoint(self, vm: str, name: str, path: str | Path, *, wait: bool = False) -> Job:
+        """Export-VMCheckpoint to ``path`` (a new folder inside a storage root)."""
+        body = ExportRequest(path=str(path)).model_dump_json()
+        return self._job("POST", f"{_checkpoint_url(vm, name)}/export", wait, content=body)
+
+    def _job(self, method: str, url: str, wait: bool, **kwargs: Any) -> Job:
+        job = Job.model_validate_json(self._request(method, url, **kwargs).content)
+        return self.wait_job(job.id) if wait else job
+
     # -- jobs -------------------------------------------------------------------------------
 
     def jobs(self) -> list[Job]:
@@ -375,6 +428,10 @@ class PyhvClient:
                 if line.startswith(":"):
                     break
             yield parse_sse(lines)
+
+
+def _checkpoint_url(vm: str, name: str) -> str:
+    return f"/vms/{vm}/checkpoints/{quote(name, safe='')}"
 
 
 def start_command(socket_path: Path) -> str:

@@ -1,4 +1,5 @@
 """`pyhv checkpoint` commands: Checkpoint-VM, Get-VMCheckpoint, Restore-VMCheckpoint, …
+through pyhvd's API, like `pyhv vm`.
 
 Checkpoints of a running VM save its memory too (standard) or freeze its file systems
 (production); applying one with memory brings the VM back Running (or Saved).
@@ -13,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pyhv.checkpoints import Checkpoint, CheckpointManager, CheckpointType, draw
+from pyhv.checkpoints import Checkpoint, CheckpointType, draw
 from pyhv.checkpoints.tree import NOW_LABEL
-from pyhv.cli.vhd import progress_bar
+from pyhv.cli.backend import SOCKET_HELP, Backend, connect
 from pyhv.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
@@ -23,12 +24,30 @@ _out = Console()
 _err = Console(stderr=True)
 
 
-def _manager() -> CheckpointManager:
-    return CheckpointManager()
+@app.callback()
+def options(
+    ctx: typer.Context,
+    socket: Path | None = typer.Option(None, "--socket", help=SOCKET_HELP),
+) -> None:
+    """Checkpoints of the host's VMs, through pyhvd (start it with `pyhvd &`)."""
+    ctx.obj = connect(socket)
+
+
+def _backend(ctx: typer.Context) -> Backend:
+    backend = ctx.find_object(Backend)
+    assert backend is not None, "the checkpoint group's callback makes the backend"
+    return backend
+
+
+def _create(backend: Backend, vm: str, name: str | None, kind: CheckpointType) -> Checkpoint:
+    job = backend.client.create_checkpoint(vm, name, kind)
+    backend.follow(job, f"VM '{vm}': checkpoint '{job.checkpoint}'")
+    return backend.client.checkpoint(vm, job.checkpoint)
 
 
 @app.command("new")
 def new(
+    ctx: typer.Context,
     vm: str,
     name: str | None = typer.Option(None, "--name", help="Default: 'VM - (date time)'."),
     kind: CheckpointType = typer.Option(
@@ -39,15 +58,19 @@ def new(
     ),
 ) -> None:
     """Create a checkpoint (Checkpoint-VM); the VM continues from it."""
-    node = _manager().create(vm, name, kind)
+    node = _create(_backend(ctx), vm, name, kind)
     paused = "" if node.paused_ms is None else f" (guest paused {node.paused_ms:.0f} ms)"
     _out.print(f"created checkpoint '{escape(node.name)}' of VM '{escape(vm)}'{paused}")
 
 
 @app.command("list")
-def list_(vm: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(
+    ctx: typer.Context,
+    vm: str,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """The checkpoint tree, oldest first; "Now" marks where the VM's current state hangs."""
-    _, tree = _manager().tree(vm)
+    tree = _backend(ctx).client.checkpoints(vm)
     if as_json:
         print(tree.model_dump_json(indent=2, exclude={"images"}))
         return
@@ -63,15 +86,18 @@ def list_(vm: str, as_json: bool = typer.Option(False, "--json", help="Print JSO
 
 @app.command("show")
 def show(
-    vm: str, name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+    ctx: typer.Context,
+    vm: str,
+    name: str,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """One checkpoint: when, what type, which images it froze."""
-    manager = _manager()
-    _, node = manager.get(vm, name)
+    client = _backend(ctx).client
+    node = client.checkpoint(vm, name)
     if as_json:
         print(node.model_dump_json(indent=2))
         return
-    _, tree = manager.tree(vm)
+    tree = client.checkpoints(vm)
     parent = tree.get(node.parent).name if node.parent else "-"
     rows = [
         ("Name", node.name),
@@ -92,6 +118,7 @@ def show(
 
 @app.command("apply")
 def apply(
+    ctx: typer.Context,
     vm: str,
     name: str,
     yes: bool = typer.Option(False, "--yes", "-y", help="Discard the current state, no prompt."),
@@ -100,15 +127,15 @@ def apply(
     ),
 ) -> None:
     """Go back to a checkpoint (Restore-VMCheckpoint); the current state is discarded."""
-    manager = _manager()
-    _, node = manager.get(vm, name)
+    backend = _backend(ctx)
+    node = backend.client.checkpoint(vm, name)
     if not (yes or checkpoint_first):
         checkpoint_first = _ask_checkpoint_first(vm, node)
     if checkpoint_first:
-        saved = manager.create(vm)
+        saved = _create(backend, vm, None, CheckpointType.STANDARD)
         _out.print(f"checkpointed the current state as '{escape(saved.name)}'")
-    with progress_bar("merging") as progress:
-        manager.apply(vm, node.id, progress)
+    job = backend.client.apply_checkpoint(vm, node.id)
+    backend.follow(job, f"VM '{vm}': applying '{node.name}'")
     _out.print(f"VM '{escape(vm)}' is back at checkpoint '{escape(node.name)}' ({node.vm_state})")
 
 
@@ -130,26 +157,36 @@ def _ask_checkpoint_first(vm: str, node: Checkpoint) -> bool:
 
 @app.command("remove")
 def remove(
+    ctx: typer.Context,
     vm: str,
     name: str,
     subtree: bool = typer.Option(False, "--subtree", help="Also remove every checkpoint below."),
 ) -> None:
     """Remove a checkpoint (Remove-VMCheckpoint); its data is merged where still needed."""
-    with progress_bar("merging") as progress:
-        gone = _manager().remove(vm, name, subtree, progress)
+    backend = _backend(ctx)
+    tree = backend.client.checkpoints(vm)
+    target = tree.find(name, vm)
+    gone = tree.subtree(target.id) if subtree else [target]
+    job = backend.client.remove_checkpoint(vm, target.id, subtree=subtree)
+    backend.follow(job, f"VM '{vm}': removing '{target.name}'")
     names = ", ".join(f"'{escape(c.name)}'" for c in gone)
     _out.print(f"removed checkpoint{'s' if len(gone) > 1 else ''} {names}")
 
 
 @app.command("rename")
-def rename(vm: str, name: str, new_name: str) -> None:
+def rename(ctx: typer.Context, vm: str, name: str, new_name: str) -> None:
     """Rename a checkpoint (Rename-VMCheckpoint)."""
-    node = _manager().rename(vm, name, new_name)
+    node = _backend(ctx).client.rename_checkpoint(vm, name, new_name)
     _out.print(f"renamed checkpoint '{escape(name)}' to '{escape(node.name)}'")
 
 
 @app.command("export")
-def export(vm: str, name: str, folder: Path) -> None:
-    """Copy a checkpoint's disk chains, configuration and memory state to a new folder."""
-    out = _manager().export(vm, name, folder)
+def export(ctx: typer.Context, vm: str, name: str, folder: Path) -> None:
+    """Copy a checkpoint's disk chains, configuration and memory state to a new folder
+    (inside a storage root of pyhvd's)."""
+    backend = _backend(ctx)
+    out = folder.absolute()
+    backend.follow(
+        backend.client.export_checkpoint(vm, name, out), f"VM '{vm}': exporting '{name}'"
+    )
     _out.print(f"exported checkpoint '{escape(name)}' to {escape(str(out))}")

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 from pydantic import TypeAdapter, ValidationError
 
+from pyhv.checkpoints import CheckpointManager
 from pyhv.errors import ConflictError, PyhvError, StateError
 from pyhv.guestkit import READY_LINE
 from pyhv.host.resources import HostResources
@@ -90,6 +91,7 @@ class VmManager:
         self.paths = inventory.paths
         self.inventory = inventory
         self.registry = VmRegistry(self.paths)
+        self.checkpoints = CheckpointManager(self.paths, inventory)
         self.events = events
         self.jobs = jobs
         self.roots = roots

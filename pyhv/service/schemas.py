@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pyhv.checkpoints import CheckpointType
 from pyhv.model import (
     AutomaticStartAction,
     AutomaticStopAction,
@@ -21,6 +22,7 @@ from pyhv.model import (
     VmStats,
     VmStatus,
 )
+from pyhv.service.jobs import Job
 from pyhv.service.policies import ProcessorPolicy
 
 
@@ -160,3 +162,26 @@ class CompatibilityReport(BaseModel):
     name: str
     compatible: bool
     problems: list[str]
+
+
+class CheckpointCreate(BaseModel):
+    """``POST /vms/{id}/checkpoints`` (Checkpoint-VM); no name: Hyper-V's "VM - (date time)"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    type: CheckpointType = CheckpointType.STANDARD
+
+
+class CheckpointJob(Job):
+    """The job creating a checkpoint, with the name the checkpoint gets."""
+
+    checkpoint: str
+
+
+class CheckpointRename(BaseModel):
+    """``PATCH /vms/{id}/checkpoints/{name}`` (Rename-VMCheckpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from pyhv.service.api import console, events, host, jobs, transfer, vms
+from pyhv.service.api import checkpoints, console, events, host, jobs, transfer, vms
 
-# transfer before vms: its fixed paths must win over "/vms/{vm}/{op}".
-ROUTERS = (host.router, transfer.router, console.router, vms.router, jobs.router, events.router)
+# transfer and checkpoints before vms: their fixed paths must win over "/vms/{vm}/{op}".
+ROUTERS = (
+    host.router,
+    transfer.router,
+    checkpoints.router,
+    console.router,
+    vms.router,
+    jobs.router,
+    events.router,
+)
 
 
 def mount(app: FastAPI) -> None:

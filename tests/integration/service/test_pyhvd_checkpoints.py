@@ -1,0 +1,195 @@
+"""Checkpoints through a real pyhvd, of an Off VM with a VHDX disk (no guest boots): the
+client as an operator over TCP, a reader refused, and ``pyhv checkpoint …`` as a user runs it.
+Every image file is checked after the operations; nothing is left over."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyhvd_harness import Pyhvd, PyhvdFactory, make_home
+
+from pyhv.client import PyhvClient
+from pyhv.errors import ConflictError, NotFoundError, PermissionDenied
+from pyhv.model import DiskAttachment, ScsiController, make_vm_config
+from pyhv.storage import CreateSpec, create_image, open_image
+from pyhv.storage.operations import check_chain
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MiB = 1 << 20
+VM = "cpvm"
+TOKENS = {"operator": "o" * 32, "reader": "r" * 32}
+PYHV = str(Path(sys.executable).with_name("pyhv"))
+
+
+@pytest.fixture
+def vm_pyhvd(pyhvd_factory: PyhvdFactory) -> Pyhvd:
+    """pyhvd on a unix socket (admin) and TCP (operator and reader tokens), with an Off VM."""
+    d = pyhvd_factory(tcp=True)
+    entries = [{"name": f"{role}-user", "role": role, "token": t} for role, t in TOKENS.items()]
+    (d.home / "tokens.json").write_text(json.dumps({"tokens": entries}))
+    d.start()
+    disk = d.home / "disks" / "sys.vhdx"
+    create_image(disk, CreateSpec(size=32 * MiB))
+    disks = [DiskAttachment(slot=0, path=disk)]
+    d.client().create_vm(make_vm_config(name=VM, scsi_controllers=[ScsiController(disks=disks)]))
+    return d
+
+
+def top(c: PyhvClient) -> Path:
+    """The image the VM's disk is now."""
+    return c.get_vm(VM).config.scsi_controllers[0].disks[0].path
+
+
+def write(c: PyhvClient, tag: str) -> None:
+    """What a guest writing ``tag`` does to the disk while the VM is Off."""
+    with open_image(top(c), writable=True) as disk:
+        disk.write((sum(tag.encode()) * 3) % 24 * MiB, (tag * 4096).encode()[: 3 * MiB // 2])
+
+
+def state(c: PyhvClient) -> str:
+    with open_image(top(c)) as disk:
+        return hashlib.sha256(disk.read(0, disk.size)).hexdigest()
+
+
+def images(d: Pyhvd) -> set[str]:
+    """Every disk file in the storage root, each checked to be sound."""
+    found = {p.name for p in (d.home / "disks").iterdir() if p.is_file()}
+    for name in found:
+        assert check_chain(d.home / "disks" / name) == [], name
+    return found
+
+
+def test_checkpoints_through_the_client(vm_pyhvd: Pyhvd) -> None:
+    admin = vm_pyhvd.client()
+    op = vm_pyhvd.tcp_client(TOKENS["operator"])
+    reader = vm_pyhvd.tcp_client(TOKENS["reader"])
+    write(op, "A")
+    at_c1 = state(op)
+    assert op.create_checkpoint(VM, "c1", wait=True).checkpoint == "c1"
+    write(op, "B")
+    op.create_checkpoint(VM, "c2", wait=True)
+    unnamed = op.create_checkpoint(VM, wait=True)
+    assert unnamed.checkpoint.startswith(f"{VM} - (") and unnamed.state == "Completed"
+    with pytest.raises(ConflictError, match="'c1' exists"):
+        op.create_checkpoint(VM, "c1", wait=True)
+
+    tree = reader.checkpoints(VM)
+    c1, c2, c3 = tree.checkpoints
+    assert (c1.name, c2.name, c3.name) == ("c1", "c2", unnamed.checkpoint)
+    assert (c1.parent, c2.parent, c3.parent, tree.current) == (None, c1.id, c2.id, c3.id)
+    assert tree.images == {}  # the image map stays inside pyhvd
+    assert reader.checkpoint(VM, "c2").id == c2.id
+    with pytest.raises(PermissionDenied, match="role reader"):
+        reader.create_checkpoint(VM, "nope")
+    with pytest.raises(PermissionDenied):
+        reader.apply_checkpoint(VM, "c1")
+    with pytest.raises(PermissionDenied):
+        reader.rename_checkpoint(VM, "c1", "x")
+    with pytest.raises(PermissionDenied):
+        reader.remove_checkpoint(VM, "c1")
+
+    op.apply_checkpoint(VM, "c1", wait=True)
+    assert state(op) == at_c1
+    assert op.checkpoints(VM).current == c1.id
+    assert top(op).name.startswith("sys_") and top(op).suffix == ".avhdx"
+
+    assert op.rename_checkpoint(VM, "c1", "base").name == "base"
+    with pytest.raises(NotFoundError, match="its checkpoints: 'base', 'c2'"):
+        op.checkpoint(VM, "c1")
+
+    with pytest.raises(PermissionDenied):  # export writes into the storage roots: admin
+        op.export_checkpoint(VM, "base", vm_pyhvd.home / "disks" / "out")
+    with pytest.raises(PermissionDenied, match="outside the storage roots"):
+        admin.export_checkpoint(VM, "base", vm_pyhvd.home / "out")
+    out = vm_pyhvd.home / "disks" / "out"
+    admin.export_checkpoint(VM, "base", out, wait=True)
+    exported = json.loads((out / "checkpoint.json").read_text())
+    assert exported["name"] == "base"
+    assert all(check_chain(p) == [] for p in (out / "Virtual Hard Disks").iterdir())
+
+    job = op.remove_checkpoint(VM, "c2", wait=True)
+    assert (job.operation, job.state) == ("checkpoint-remove", "Completed")
+    tree = op.checkpoints(VM)
+    assert [(c.name, c.parent) for c in tree.checkpoints] == [
+        ("base", None),
+        (unnamed.checkpoint, c1.id),
+    ]
+    images(vm_pyhvd)
+    op.remove_checkpoint(VM, "base", subtree=True, wait=True)
+    assert op.checkpoints(VM).checkpoints == ()
+    assert images(vm_pyhvd) == {"sys.vhdx"}
+    assert top(op).name == "sys.vhdx" and state(op) == at_c1
+
+
+def run(d: Pyhvd, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**d.env, "COLUMNS": "200"}
+    return subprocess.run(
+        [PYHV, "checkpoint", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def test_checkpoint_cli(vm_pyhvd: Pyhvd) -> None:
+    c = vm_pyhvd.client()
+    write(c, "A")
+    assert run(vm_pyhvd, "new", VM, "--name", "c1").returncode == 0
+    at_c1 = state(c)
+    write(c, "B")
+    created = run(vm_pyhvd, "new", VM, "--type", "production")
+    assert created.returncode == 0 and f"checkpoint '{VM} - (" in created.stdout
+    listed = run(vm_pyhvd, "list", VM).stdout.splitlines()
+    assert listed[0] == "c1" and listed[1].startswith(f"└── {VM} - (")
+    assert listed[2] == "    └── Now"
+
+    shown = run(vm_pyhvd, "show", VM, "c1").stdout
+    assert "standard" in shown and "sys.vhdx" in shown
+
+    refused = run(vm_pyhvd, "apply", VM, "c1")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith("pass --yes or --checkpoint-first")
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    applied = run(vm_pyhvd, "apply", VM, "c1", "--checkpoint-first")
+    assert applied.returncode == 0, applied.stderr
+    assert "checkpointed the current state as" in applied.stdout
+    assert state(c) == at_c1
+    assert len(c.checkpoints(VM).checkpoints) == 3
+
+    assert run(vm_pyhvd, "rename", VM, "c1", "base").returncode == 0
+    missing = run(vm_pyhvd, "show", VM, "c1")
+    assert missing.returncode == 2 and "its checkpoints: 'base'" in missing.stderr
+    out = vm_pyhvd.home / "disks" / "out"
+    assert run(vm_pyhvd, "export", VM, "base", str(out)).returncode == 0
+    assert (out / "checkpoint.json").exists()
+
+    removed = run(vm_pyhvd, "remove", VM, "base", "--subtree")
+    assert removed.returncode == 0 and removed.stdout.startswith("removed checkpoints 'base', ")
+    assert run(vm_pyhvd, "list", VM).stdout.strip() == f"VM '{VM}' has no checkpoints"
+    assert images(vm_pyhvd) == {"sys.vhdx"}
+
+
+def test_checkpoint_cli_without_pyhvd() -> None:
+    home = make_home()
+    try:
+        env = dict(os.environ, PYHV_HOME=str(home))
+        env.pop("PYHV_RUN_DIR", None)
+        result = subprocess.run(
+            [PYHV, "checkpoint", "list", VM], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith("pyhv: error: pyhvd is not running (nothing answers at")
+        assert len(result.stderr.splitlines()) == 1
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
