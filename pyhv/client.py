@@ -28,7 +28,7 @@ from websockets.sync.client import ClientConnection, connect, unix_connect
 
 from pyhv.checkpoints import Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import ApiError
-from pyhv.model import VmConfig
+from pyhv.model import DvdDrive, VmConfig
 from pyhv.paths import HomePaths
 from pyhv.service import default_socket
 from pyhv.service.api.errors import error_class
@@ -41,12 +41,17 @@ from pyhv.service.schemas import (
     CheckpointJob,
     CheckpointRename,
     CompatibilityReport,
+    DiskAdd,
+    DiskQos,
+    DiskSlot,
+    DvdInsert,
     ExecOutput,
     ExecRequest,
     ExportRequest,
     HostInfo,
     ImportMode,
     ImportRequest,
+    VmDisks,
     VmPatch,
     VmSample,
     VmSummary,
@@ -295,6 +300,37 @@ class PyhvClient:
             "POST", f"/vms/{vm}/exec", content=body.model_dump_json(), timeout=timeout_s + 30
         )
         return ExecOutput.model_validate_json(response.content)
+
+    # -- disks and DVD: live on a running VM --------------------------------------------------
+
+    def disks(self, vm: str) -> VmDisks:
+        """The VM's disks (image headers; I/O counters while it runs) and DVD drive."""
+        return self._get(f"/vms/{vm}/disks", VmDisks)
+
+    def add_disk(self, vm: str, disk: DiskAdd) -> DiskSlot:
+        """Add-VMHardDiskDrive; the answer says which slot the disk took."""
+        response = self._request("POST", f"/vms/{vm}/disks", content=disk.model_dump_json())
+        return DiskSlot.model_validate_json(response.content)
+
+    def remove_disk(self, vm: str, controller: int, slot: int) -> DiskSlot:
+        """Remove-VMHardDiskDrive (the file stays); the answer is the disk removed."""
+        response = self._request("DELETE", f"/vms/{vm}/disks/{controller}/{slot}")
+        return DiskSlot.model_validate_json(response.content)
+
+    def set_disk_qos(self, vm: str, controller: int, slot: int, qos: DiskQos) -> DiskSlot:
+        """Storage QoS: a limit left None stays, 0 lifts it."""
+        content = qos.model_dump_json(exclude_none=True)
+        response = self._request("PATCH", f"/vms/{vm}/disks/{controller}/{slot}", content=content)
+        return DiskSlot.model_validate_json(response.content)
+
+    def insert_dvd(self, vm: str, iso: str | Path) -> DvdDrive:
+        body = DvdInsert(path=str(iso)).model_dump_json()
+        return DvdDrive.model_validate_json(
+            self._request("PUT", f"/vms/{vm}/dvd", content=body).content
+        )
+
+    def eject_dvd(self, vm: str) -> DvdDrive:
+        return DvdDrive.model_validate_json(self._request("DELETE", f"/vms/{vm}/dvd").content)
 
     # -- export and import ------------------------------------------------------------------
 

@@ -1,31 +1,54 @@
-"""The ``pyhv`` command tree; each noun lives in its own module and registers here."""
+"""The ``pyhv`` command tree; each noun lives in its own module and registers here.
+
+Nouns are imported only when the command line names them: ``pyhv vhd info`` should not pay
+for loading the VM, service client and guest-kit code (half a second of start-up).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
+import click
 import typer
 
-from pyhv.cli import checkpoint, guestkit, host, vhd, vm
 from pyhv.errors import PyhvError
 
-app = typer.Typer(
-    name="pyhv",
-    help="A Hyper-V-style virtualization host for Linux.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.add_typer(vhd.app, name="vhd", help="Create, inspect, check and edit virtual hard disks.")
-app.add_typer(vm.app, name="vm", help="Create and run virtual machines.")
-app.add_typer(
-    checkpoint.app, name="checkpoint", help="Checkpoints of a VM: a tree of states to go back to."
-)
-app.add_typer(host.app, name="host", help="The virtualization host itself.")
-app.add_typer(
-    guestkit.app, name="guest-kit", help="Build the small Linux guest for demos and tests."
-)
+NOUNS: dict[str, tuple[str, str]] = {
+    "vhd": ("pyhv.cli.vhd", "Create, inspect, check and edit virtual hard disks."),
+    "vm": ("pyhv.cli.vm", "Create and run virtual machines."),
+    "checkpoint": ("pyhv.cli.checkpoint", "Checkpoints of a VM: a tree of states to go back to."),
+    "host": ("pyhv.cli.host", "The virtualization host itself."),
+    "guest-kit": ("pyhv.cli.guestkit", "Build the small Linux guest for demos and tests."),
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The command tree with every noun, or just ``only`` when the command line names one."""
+    root = typer.Typer(
+        name="pyhv",
+        help="A Hyper-V-style virtualization host for Linux.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    for name, (module, help_text) in NOUNS.items():
+        if only is None or name == only:
+            sub = importlib.import_module(module).app
+            root.add_typer(sub, name=name, help=help_text)
+    return root
+
+
+def _noun(argv: list[str]) -> str | None:
+    return argv[0] if argv and argv[0] in NOUNS else None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``pyhv.cli.app.app``: the full tree, for tests and documentation tools."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def fail(message: str, code: int) -> None:
@@ -33,11 +56,29 @@ def fail(message: str, code: int) -> None:
     raise SystemExit(code)
 
 
+# Typer >= 0.20 vendors click; its errors then derive from TyperException, not click's.
+_CLI_ERRORS: tuple[type[Exception], ...] = (
+    click.ClickException,
+    getattr(typer, "TyperException", click.ClickException),
+)
+
+
+def _usage_line(e: Exception) -> tuple[str, int]:
+    """Click's usage errors as one line naming the command, and their exit code (2)."""
+    ctx = getattr(e, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    code = int(getattr(e, "exit_code", 1))
+    hint = " (see --help)" if code == 2 else ""
+    fmt = getattr(e, "format_message", None)
+    return f"{where}{fmt() if fmt else e}{hint}", code
+
+
 def main() -> None:
     """Run the CLI: expected errors become one line on stderr and an exit code, no traceback."""
     debug = bool(os.environ.get("PYHV_DEBUG"))
+    argv = sys.argv[1:]
     try:
-        app()
+        code = build_app(_noun(argv))(args=argv, prog_name="pyhv", standalone_mode=False)
     except PyhvError as e:
         if debug:
             raise
@@ -47,5 +88,12 @@ def main() -> None:
             raise
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         fail(f"{e.strerror or e}{where}", 1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         fail("interrupted", 130)
+    except _CLI_ERRORS as e:
+        line, code = _usage_line(e)
+        if not getattr(e, "format_message", lambda: "x")():  # help shown for a bare group
+            raise SystemExit(code) from None
+        fail(line, code)
+    else:
+        raise SystemExit(code if isinstance(code, int) else 0)

@@ -12,16 +12,27 @@ import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from websockets.sync.client import ClientConnection
 
 from pyhv.client import PyhvClient
 from pyhv.errors import StateError
-from pyhv.model import VmConfig, VmState, VmStatus
+from pyhv.model import DvdDrive, VmConfig, VmState, VmStatus
 from pyhv.service.commands import Power
 from pyhv.service.jobs import Job
-from pyhv.service.schemas import ExecOutput, HostInfo, VmSample, VmSummary, VmView
+from pyhv.service.schemas import (
+    DiskAdd,
+    DiskQos,
+    DiskSlot,
+    ExecOutput,
+    HostInfo,
+    VmDisks,
+    VmSample,
+    VmSummary,
+    VmView,
+)
 
 SOCKET_ENV = "PYHV_SOCKET"
 URL_ENV = "PYHV_URL"
@@ -54,6 +65,13 @@ def connect(socket: Path | None = None) -> Backend:
     else:
         client = PyhvClient(socket or os.environ.get(SOCKET_ENV) or None)
     return Backend(client)
+
+
+def backend_of(ctx: typer.Context) -> Backend:
+    """The backend that a command group's callback put in the context (``ctx.obj``)."""
+    backend = ctx.find_object(Backend)
+    assert backend is not None, "the command group's callback makes the backend"
+    return backend
 
 
 class Backend:
@@ -127,6 +145,24 @@ class Backend:
         config = self.client.get_vm(name).config
         self.client.remove_vm(config.id)
         return config
+
+    def disks(self, name: str) -> VmDisks:
+        return self.client.disks(name)
+
+    def add_disk(self, name: str, disk: DiskAdd) -> DiskSlot:
+        return self.client.add_disk(name, disk)
+
+    def remove_disk(self, name: str, controller: int, slot: int) -> DiskSlot:
+        return self.client.remove_disk(name, controller, slot)
+
+    def set_disk_qos(self, name: str, controller: int, slot: int, qos: DiskQos) -> DiskSlot:
+        return self.client.set_disk_qos(name, controller, slot, qos)
+
+    def set_dvd(self, name: str, iso: Path | None) -> DvdDrive:
+        """Insert ``iso``, or eject with None."""
+        if iso is None:
+            return self.client.eject_dvd(name)
+        return self.client.insert_dvd(name, iso)
 
     def console_log(self, name: str) -> bytes:
         return self.client.console_log(name)

@@ -1,5 +1,6 @@
 """`pyhv vm disk …` and `pyhv vm dvd …`: a VM's virtual hard disks and DVD drive
-(Add-/Remove-/Get-/Set-VMHardDiskDrive, Set-VMDvdDrive). On a running VM the changes are live.
+(Add-/Remove-/Get-/Set-VMHardDiskDrive, Set-VMDvdDrive), through pyhvd. On a running VM the
+changes are live. Disk and ISO files must lie inside pyhvd's storage roots.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from pyhv.cli.backend import backend_of
 from pyhv.cli.vm_render import disk_qos
 from pyhv.errors import UsageError
-from pyhv.model import DiskStats, VmConfig
+from pyhv.model import DiskStats
+from pyhv.service.schemas import DiskAdd, DiskQos, DiskRow, VmDisks
 from pyhv.units import format_size, parse_size
-from pyhv.worker.local import LocalHost
-from pyhv.worker.local_disks import DiskRow, LocalDisks
 
 disk_app = typer.Typer(no_args_is_help=True)
 dvd_app = typer.Typer(no_args_is_help=True)
@@ -25,10 +26,6 @@ dvd_app = typer.Typer(no_args_is_help=True)
 CONTROLLER = typer.Option(0, "--controller", help="SCSI controller, 0–3.")
 MAX_IOPS_HELP = "Maximum I/O operations per second (0: no limit)."
 MAX_BW_HELP = "Maximum bytes per second, e.g. 50M (0: no limit)."
-
-
-def _disks() -> LocalDisks:
-    return LocalDisks(LocalHost())
 
 
 def _bandwidth(text: str | None) -> int | None:
@@ -43,6 +40,7 @@ def _iops(value: int | None) -> int | None:
 
 @disk_app.command("add")
 def add(
+    ctx: typer.Context,
     name: str,
     path: Path,
     controller: int = CONTROLLER,
@@ -52,31 +50,35 @@ def add(
     max_bandwidth: str | None = typer.Option(None, "--max-bandwidth", help=MAX_BW_HELP),
 ) -> None:
     """Attach a disk image; a running VM sees it appear at once (hot-add)."""
-    c, s = _disks().add(
-        name,
-        path,
+    request = DiskAdd(
+        path=str(path.resolve()),
         controller=controller,
         slot=slot,
         read_only=read_only,
         max_iops=_iops(max_iops) or None,
         max_bytes_per_sec=_bandwidth(max_bandwidth) or None,
     )
-    Console().print(f"attached {path} to VM '{name}' at SCSI {c}:{s}", highlight=False)
+    added = backend_of(ctx).add_disk(name, request)
+    Console().print(
+        f"attached {path} to VM '{name}' at SCSI {added.controller}:{added.slot}", highlight=False
+    )
 
 
 @disk_app.command("remove")
 def remove(
+    ctx: typer.Context,
     name: str,
     controller: int = CONTROLLER,
     slot: int = typer.Option(..., "--slot", help="SCSI slot 0–255."),
 ) -> None:
     """Detach a disk (the file stays); a running VM sees it disappear (hot-remove)."""
-    disk = _disks().remove(name, controller, slot)
-    Console().print(f"removed {disk.path} from VM '{name}' (SCSI {controller}:{slot})")
+    removed = backend_of(ctx).remove_disk(name, controller, slot)
+    Console().print(f"removed {removed.disk.path} from VM '{name}' (SCSI {controller}:{slot})")
 
 
 @disk_app.command("set-qos")
 def set_qos(
+    ctx: typer.Context,
     name: str,
     controller: int = CONTROLLER,
     slot: int = typer.Option(..., "--slot", help="SCSI slot 0–255."),
@@ -84,29 +86,32 @@ def set_qos(
     max_bandwidth: str | None = typer.Option(None, "--max-bandwidth", help=MAX_BW_HELP),
 ) -> None:
     """Change a disk's Storage QoS limits; live on a running VM. Unnamed limits stay."""
-    _disks().set_qos(name, controller, slot, _iops(max_iops), _bandwidth(max_bandwidth))
+    qos = DiskQos(max_iops=_iops(max_iops), max_bytes_per_sec=_bandwidth(max_bandwidth))
+    backend_of(ctx).set_disk_qos(name, controller, slot, qos)
     Console().print(f"QoS of SCSI {controller}:{slot} of VM '{name}' set")
 
 
 @disk_app.command("list")
 def list_disks(
-    name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+    ctx: typer.Context,
+    name: str,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The VM's disks: position, image, QoS and, when it runs, I/O counters."""
-    config, rows = _disks().rows(name)
+    disks = backend_of(ctx).disks(name)
     if as_json:
-        dvd = config.dvd.model_dump(mode="json") if config.dvd else None
-        print(json.dumps({"disks": [row_json(r) for r in rows], "dvd": dvd}, indent=2))
+        dvd = disks.dvd.model_dump(mode="json") if disks.dvd else None
+        print(json.dumps({"disks": [row_json(r) for r in disks.disks], "dvd": dvd}, indent=2))
         return
-    Console().print(disk_table(config, rows))
+    Console().print(disk_table(disks))
 
 
-def disk_table(config: VmConfig, rows: list[DiskRow]) -> Table:
+def disk_table(disks: VmDisks) -> Table:
     table = Table("SCSI", Column("Path", overflow="fold"), "Type", "Size", "Access", "QoS", "I/O")
-    for r in rows:
+    for r in disks.disks:
         table.add_row(*row_cells(r))
-    if config.dvd is not None:
-        drive = config.dvd
+    if disks.dvd is not None:
+        drive = disks.dvd
         medium = str(drive.path) if drive.path else "(empty)"
         table.add_row(f"{drive.controller}:{drive.slot}", medium, "DVD", "", "read-only", "", "")
     return table
@@ -151,14 +156,14 @@ def row_json(r: DiskRow) -> dict[str, Any]:
 
 
 @dvd_app.command("set")
-def dvd_set(name: str, iso: Path) -> None:
+def dvd_set(ctx: typer.Context, name: str, iso: Path) -> None:
     """Insert an ISO image into the VM's DVD drive (adding a drive at SCSI 0:255 if none)."""
-    _disks().set_dvd(name, iso)
+    backend_of(ctx).set_dvd(name, iso.resolve())
     Console().print(f"inserted {iso} into the DVD drive of VM '{name}'", highlight=False)
 
 
 @dvd_app.command("eject")
-def dvd_eject(name: str) -> None:
+def dvd_eject(ctx: typer.Context, name: str) -> None:
     """Eject the medium from the VM's DVD drive."""
-    _disks().set_dvd(name, None)
+    backend_of(ctx).set_dvd(name, None)
     Console().print(f"ejected the DVD of VM '{name}'")

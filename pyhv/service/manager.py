@@ -8,10 +8,11 @@ It never blocks the event loop: disk and worker I/O run in threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,18 @@ class VmManager:
                 f"VM {entry.config.name!r} is busy with {busy.operation} (job {busy.id}): "
                 "wait for it or cancel it"
             )
+
+    @contextlib.asynccontextmanager
+    async def holding(self, ref: str) -> AsyncIterator[VmEntry]:
+        """The VM with its current status, for a short change (a disk, the DVD) that must not
+        overlap the VM's other changes: it waits for them and is refused while a job runs.
+
+        :raises NotFoundError: for an unknown VM. :raises ConflictError: while a job runs.
+        """
+        async with self._mutating:
+            entry = await self._sync_status(self.registry.get(ref).config.id)
+            self.check_idle(entry)
+            yield entry
 
     def submit_exclusive(self, vm_id: str, operation: str, run: Operation) -> Job:
         """A job that holds the VM until it ends: no second power or export job meanwhile."""

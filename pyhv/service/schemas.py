@@ -17,6 +17,9 @@ from pyhv.checkpoints import CheckpointType
 from pyhv.model import (
     AutomaticStartAction,
     AutomaticStopAction,
+    DiskAttachment,
+    DiskStats,
+    DvdDrive,
     VmConfig,
     VmState,
     VmStats,
@@ -24,6 +27,7 @@ from pyhv.model import (
 )
 from pyhv.service.jobs import Job
 from pyhv.service.policies import ProcessorPolicy
+from pyhv.storage import ImageInfo
 
 
 class HostInfo(BaseModel):
@@ -185,3 +189,59 @@ class CheckpointRename(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+
+
+class DiskAdd(BaseModel):
+    """``POST /vms/{id}/disks`` (Add-VMHardDiskDrive): a disk image inside a storage root;
+    no ``slot``: the controller's first free one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    controller: int = 0
+    slot: int | None = None
+    read_only: bool = False
+    max_iops: int | None = None
+    max_bytes_per_sec: int | None = None
+
+
+class DiskQos(BaseModel):
+    """``PATCH /vms/{id}/disks/{controller}/{slot}``: Storage QoS; absent keeps a limit, 0 lifts
+    it (Set-VMHardDiskDrive -MaximumIOPS 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_iops: int | None = None
+    max_bytes_per_sec: int | None = None
+
+
+class DvdInsert(BaseModel):
+    """``PUT /vms/{id}/dvd`` (Set-VMDvdDrive -Path): an ISO image inside a storage root."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+
+
+class DiskSlot(BaseModel):
+    """A disk and where it is attached (or was, for one just removed)."""
+
+    controller: int
+    slot: int
+    disk: DiskAttachment
+
+
+class DiskRow(DiskSlot):
+    """One disk of ``GET /vms/{id}/disks``: what its image says (``error`` when it cannot be
+    read) and, while the VM runs, the storage provider's counters."""
+
+    info: ImageInfo | None = None
+    error: str | None = None
+    stats: DiskStats | None = None
+
+
+class VmDisks(BaseModel):
+    """``GET /vms/{id}/disks`` (Get-VMHardDiskDrive, Get-VMDvdDrive)."""
+
+    disks: list[DiskRow]
+    dvd: DvdDrive | None

@@ -95,7 +95,7 @@ def open_chain(
 def _attach_ancestors(child: DiskImage, seen: set[str], lock: bool) -> None:
     while child.disk_type == DiskType.DIFFERENCING:
         diff = cast(Differencing, child)
-        parent_path = _find_parent(child.path, diff.parent_candidates())
+        parent_path = find_parent(child.path, diff.parent_candidates())
         real = os.path.realpath(parent_path)
         if real in seen:
             raise ParentError(f"{child.path}: parent loop: {parent_path} is already in the chain")
@@ -127,7 +127,11 @@ def identity_matches(child: DiskImage, identity: bytes) -> bool:
     return identity == cast(Differencing, child).parent_identity
 
 
-def _find_parent(child_path: Path, candidates: list[Path]) -> Path:
+def find_parent(child_path: Path, candidates: list[Path]) -> Path:
+    """The first candidate that exists; a missing parent is named as the child recorded it.
+
+    :raises ParentError: when no candidate exists.
+    """
     for c in candidates:
         if c.is_file():
             return c

@@ -52,13 +52,9 @@ async def create_checkpoint(
     if name is None:
         config, tree = await asyncio.to_thread(checkpoints.tree, vm_id)
         name = default_name(tree, config.name, datetime.now(UTC))
-    chosen = name
-
-    def work(vm_id: str, _: Progress) -> Checkpoint:
-        return checkpoints.create(vm_id, chosen, body.type)
-
-    job = _submit(svc, vm_id, "checkpoint", work, response)
-    return CheckpointJob(**job.model_dump(), checkpoint=chosen)
+    create = checkpoints.create
+    job = _submit(svc, vm_id, "checkpoint", lambda v, _: create(v, name, body.type), response)
+    return CheckpointJob(**job.model_dump(), checkpoint=name)
 
 
 @router.get("/{name}", dependencies=[Reader])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from pyhv.service.api import checkpoints, console, events, host, jobs, transfer, vms
+from pyhv.service.api import checkpoints, console, disks, events, host, jobs, transfer, vms
 
-# transfer and checkpoints before vms: their fixed paths must win over "/vms/{vm}/{op}".
+# transfer, checkpoints and disks before vms: their fixed paths must win over "/vms/{vm}/{op}".
 ROUTERS = (
     host.router,
     transfer.router,
     checkpoints.router,
+    disks.router,
     console.router,
     vms.router,
     jobs.router,
