@@ -15,8 +15,7 @@ from typing import cast
 
 from pyhv.errors import ParentError, PyhvError
 from pyhv.storage import detect_format, driver_for, open_layer
-from pyhv.storage.chains import find_parent
-from pyhv.storage.chains import identity_matches
+from pyhv.storage.chains import find_parent, identity_matches
 from pyhv.storage.formats import Differencing
 from pyhv.storage.image import DiskImage, DiskType
 from pyhv.storage.locks import lock_image
