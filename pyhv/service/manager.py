@@ -332,8 +332,9 @@ class VmManager:
         op, step = cmd.op, STEPS[cmd.op]
         restore = entry.status.state == VmState.SAVED
         if op is Power.START:
-            launch = asyncio.to_thread(self.supervisor.launch, entry.config, restore=restore)
+            launch = asyncio.to_thread(self._launch, vm_id, restore)
             await with_progress(ctx, launch, step.expected_s)
+            await self.refresh()  # a checkpoint recovered first may have changed its disks
         elif op is Power.TURN_OFF and entry.status.state == VmState.SAVED:
             await asyncio.to_thread(discard_saved_state, self.paths, vm_id)
         else:
@@ -347,6 +348,12 @@ class VmManager:
             # A restored guest printed its ready line before it was saved.
             if cmd.ready_timeout_s is not None and not restore:
                 await self._wait_ready(ctx, entry, cmd.ready_timeout_s)
+
+    def _launch(self, vm_id: str, restore: bool) -> None:
+        """Inside the VM's checkpoint lock, after recovery: no checkpoint operation a crash
+        cut off is left half done under the guest."""
+        with self.checkpoints.held(vm_id) as config:
+            self.supervisor.launch(config, restore=restore)
 
     async def _wait_ready(self, ctx: JobContext, entry: VmEntry, timeout_s: float) -> None:
         """:raises StateError: when the guest printed no ready line in ``timeout_s``."""

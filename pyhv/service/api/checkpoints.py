@@ -53,7 +53,7 @@ async def create_checkpoint(
         config, tree = await asyncio.to_thread(checkpoints.tree, vm_id)
         name = default_name(tree, config.name, datetime.now(UTC))
     create = checkpoints.create
-    job = _submit(svc, vm_id, "checkpoint", lambda v, _: create(v, name, body.type), response)
+    job = await _submit(svc, vm_id, "checkpoint", lambda v, _: create(v, name, body.type), response)
     return CheckpointJob(**job.model_dump(), checkpoint=name)
 
 
@@ -71,7 +71,7 @@ async def apply_checkpoint(vm: str, name: str, svc: Svc, response: Response) -> 
     off); a checkpoint with memory comes back Running, or Saved if it was taken Saved."""
     node = await _find(svc, vm, name)
     apply = svc.manager.checkpoints.apply
-    return _submit(svc, vm, "checkpoint-apply", lambda v, p: apply(v, node.id, p), response)
+    return await _submit(svc, vm, "checkpoint-apply", lambda v, p: apply(v, node.id, p), response)
 
 
 @router.delete(
@@ -88,7 +88,7 @@ async def remove_checkpoint(
     needed is merged, online while the VM runs."""
     node = await _find(svc, vm, name)
     remove = svc.manager.checkpoints.remove
-    return _submit(
+    return await _submit(
         svc, vm, "checkpoint-remove", lambda v, p: remove(v, node.id, subtree, p), response
     )
 
@@ -96,10 +96,9 @@ async def remove_checkpoint(
 @router.patch("/{name}", dependencies=[Operator])
 async def rename_checkpoint(vm: str, name: str, body: CheckpointRename, svc: Svc) -> Checkpoint:
     """Rename-VMCheckpoint, in any VM state."""
-    entry = svc.manager.registry.get(vm)
-    svc.manager.check_idle(entry)
     rename = svc.manager.checkpoints.rename
-    return await asyncio.to_thread(rename, entry.config.id, name, body.name)
+    async with svc.manager.holding(vm) as entry:
+        return await asyncio.to_thread(rename, entry.config.id, name, body.name)
 
 
 @router.post(
@@ -112,7 +111,9 @@ async def export_checkpoint(
     node = await _find(svc, vm, name)
     dest = svc.manager.roots.confine(body.path, "export folder")
     export = svc.manager.checkpoints.export
-    return _submit(svc, vm, "checkpoint-export", lambda v, _: export(v, node.id, dest), response)
+    return await _submit(
+        svc, vm, "checkpoint-export", lambda v, _: export(v, node.id, dest), response
+    )
 
 
 def _vm_id(svc: Svc, vm: str) -> str:
@@ -126,15 +127,14 @@ async def _find(svc: Svc, vm: str, name: str) -> Checkpoint:
     return node
 
 
-def _submit(svc: Svc, vm: str, operation: str, work: Work, response: Response) -> Job:
-    """Run ``work`` in a thread as a job holding the VM; the job's progress follows its bytes.
+async def _submit(svc: Svc, vm: str, operation: str, work: Work, response: Response) -> Job:
+    """Run ``work`` in a thread as a job holding the VM, once the VM's short changes (a disk
+    attached, say) are done; the job's progress follows its bytes.
 
     :raises ConflictError: another job works on the VM.
     """
     manager = svc.manager
-    entry = manager.registry.get(vm)
-    manager.check_idle(entry)
-    vm_id = entry.config.id
+    vm_id = manager.registry.get(vm).config.id
     loop = asyncio.get_running_loop()
 
     async def run(ctx: JobContext) -> None:
@@ -152,6 +152,7 @@ def _submit(svc: Svc, vm: str, operation: str, work: Work, response: Response) -
         finally:
             await manager.refresh()  # its configuration and state changed on disk
 
-    job = manager.submit_exclusive(vm_id, operation, run)
+    async with manager.holding(vm_id):
+        job = manager.submit_exclusive(vm_id, operation, run)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job

@@ -200,7 +200,7 @@ def test_disks_in_use_are_locked_against_other_processes(
     assert resize.returncode == 2
     assert resize.stderr.strip().endswith(f"is in use by VM '{vm}' (pid {worker_pid(host)})")
     # A second VM cannot take the running VM's parent disk either.
-    host.inventory.create(make_vm_config(name="second"))
+    assert cli("vm", "new", "second").returncode == 0
     taken = cli("vm", "disk", "add", "second", str(disk_dir / "parent.vhdx"))
     assert taken.returncode == 2
     assert f"parent.vhdx is in use by VM '{vm}'" in taken.stderr

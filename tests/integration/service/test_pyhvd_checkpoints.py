@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from pyhvd_harness import Pyhvd, PyhvdFactory, make_home
 
+from pyhv.checkpoints import CheckpointManager
 from pyhv.client import PyhvClient
-from pyhv.errors import ConflictError, NotFoundError, PermissionDenied
+from pyhv.errors import ApiError, ConflictError, NotFoundError, PermissionDenied
 from pyhv.model import DiskAttachment, ScsiController, make_vm_config
+from pyhv.paths import HomePaths
 from pyhv.storage import CreateSpec, create_image, open_image
 from pyhv.storage.operations import check_chain
 
@@ -39,7 +41,12 @@ def vm_pyhvd(pyhvd_factory: PyhvdFactory) -> Pyhvd:
     disk = d.home / "disks" / "sys.vhdx"
     create_image(disk, CreateSpec(size=32 * MiB))
     disks = [DiskAttachment(slot=0, path=disk)]
-    d.client().create_vm(make_vm_config(name=VM, scsi_controllers=[ScsiController(disks=disks)]))
+    controllers = [ScsiController(disks=disks)]
+    # Started only to see recovery happen first: no boot device, the firmware just waits.
+    config = make_vm_config(
+        name=VM, memory_startup_mib=64, boot_order=[], scsi_controllers=controllers
+    )
+    d.client().create_vm(config)
     return d
 
 
@@ -127,6 +134,46 @@ def test_checkpoints_through_the_client(vm_pyhvd: Pyhvd) -> None:
     assert op.checkpoints(VM).checkpoints == ()
     assert images(vm_pyhvd) == {"sys.vhdx"}
     assert top(op).name == "sys.vhdx" and state(op) == at_c1
+
+
+def test_a_checkpoint_job_holds_the_vm_and_runs_to_its_end(vm_pyhvd: Pyhvd) -> None:
+    """While the job waits for the checkpoint lock (held here), nothing else may change the VM;
+    cancelling it does not cut the operation off: it completes once the lock is free."""
+    op = vm_pyhvd.tcp_client(TOKENS["operator"])
+    with CheckpointManager(HomePaths(vm_pyhvd.home)).held(VM):
+        job = op.create_checkpoint(VM, "c1")
+        with pytest.raises(ConflictError, match=f"busy with checkpoint \\(job {job.id}\\)"):
+            op.start(VM)
+        with pytest.raises(ConflictError, match="busy with checkpoint"):
+            op.create_checkpoint(VM, "c2")
+        with pytest.raises(ConflictError, match="busy with checkpoint"):
+            op.rename_checkpoint(VM, "c1", "x")
+        op.cancel_job(job.id)
+        assert op.job(job.id).state == "Running"
+    assert op.wait_job(job.id).state == "Completed"
+    assert [c.name for c in op.checkpoints(VM).checkpoints] == ["c1"]
+
+
+def test_a_start_first_finishes_a_checkpoint_pyhvd_died_in(vm_pyhvd: Pyhvd) -> None:
+    vm_pyhvd.stop()
+    vm_pyhvd.env["PYHV_FAILPOINT"] = "checkpoint.create.after_step_1"
+    vm_pyhvd.start()
+    c = vm_pyhvd.client()
+    vm_id = c.get_vm(VM).config.id
+    with pytest.raises(ApiError):  # pyhvd exits in the middle, like kill -9
+        c.create_checkpoint(VM, "c1", wait=True)
+    journal = HomePaths(vm_pyhvd.home).vm_checkpoints_dir(vm_id) / "journal.json"
+    assert journal.exists()
+
+    del vm_pyhvd.env["PYHV_FAILPOINT"]
+    vm_pyhvd.start()
+    c = vm_pyhvd.client()
+    c.start(VM, wait=True)
+    assert not journal.exists()
+    c.turn_off(VM, wait=True)
+    names = [n.name for n in c.checkpoints(VM).checkpoints]
+    assert names in ([], ["c1"])
+    assert images(vm_pyhvd) == {"sys.vhdx", top(c).name}
 
 
 def run(d: Pyhvd, *args: str) -> subprocess.CompletedProcess[str]:

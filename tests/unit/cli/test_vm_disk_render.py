@@ -7,8 +7,8 @@ from pathlib import Path
 from pyhv.cli.vm_disk import io_cell, row_cells, row_json
 from pyhv.cli.vm_render import disk_io, disk_qos
 from pyhv.model import DiskAttachment, DiskStats
+from pyhv.service.schemas import DiskRow
 from pyhv.units import MiB
-from pyhv.worker.local_disks import DiskRow
 
 STATS = DiskStats(
     read_ops=3,
@@ -34,8 +34,7 @@ def test_show_line_has_counters_and_latency() -> None:
 
 
 def test_list_row_of_an_unreadable_disk() -> None:
-    row = DiskRow(
-        1, 7, DiskAttachment(slot=7, path=Path("/d.vhdx"), max_iops=9), None, "gone", None
-    )
+    disk = DiskAttachment(slot=7, path=Path("/d.vhdx"), max_iops=9)
+    row = DiskRow(controller=1, slot=7, disk=disk, error="gone")
     assert row_cells(row) == ["1:7", "/d.vhdx", "? (gone)", "?", "read-write", "9 IOPS", ""]
     assert row_json(row)["error"] == "gone" and row_json(row)["max_iops"] == 9
