@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from pyhv.checkpoints import Checkpoint, CheckpointType, draw
 from pyhv.checkpoints.tree import NOW_LABEL
-from pyhv.cli.backend import SOCKET_HELP, Backend, connect
+from pyhv.cli.backend import SOCKET_HELP, Backend, backend_of, connect
 from pyhv.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
@@ -31,12 +31,6 @@ def options(
 ) -> None:
     """Checkpoints of the host's VMs, through pyhvd (start it with `pyhvd &`)."""
     ctx.obj = connect(socket)
-
-
-def _backend(ctx: typer.Context) -> Backend:
-    backend = ctx.find_object(Backend)
-    assert backend is not None, "the checkpoint group's callback makes the backend"
-    return backend
 
 
 def _create(backend: Backend, vm: str, name: str | None, kind: CheckpointType) -> Checkpoint:
@@ -58,7 +52,7 @@ def new(
     ),
 ) -> None:
     """Create a checkpoint (Checkpoint-VM); the VM continues from it."""
-    node = _create(_backend(ctx), vm, name, kind)
+    node = _create(backend_of(ctx), vm, name, kind)
     paused = "" if node.paused_ms is None else f" (guest paused {node.paused_ms:.0f} ms)"
     _out.print(f"created checkpoint '{escape(node.name)}' of VM '{escape(vm)}'{paused}")
 
@@ -70,7 +64,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The checkpoint tree, oldest first; "Now" marks where the VM's current state hangs."""
-    tree = _backend(ctx).client.checkpoints(vm)
+    tree = backend_of(ctx).client.checkpoints(vm)
     if as_json:
         print(tree.model_dump_json(indent=2, exclude={"images"}))
         return
@@ -92,7 +86,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """One checkpoint: when, what type, which images it froze."""
-    client = _backend(ctx).client
+    client = backend_of(ctx).client
     node = client.checkpoint(vm, name)
     if as_json:
         print(node.model_dump_json(indent=2))
@@ -127,7 +121,7 @@ def apply(
     ),
 ) -> None:
     """Go back to a checkpoint (Restore-VMCheckpoint); the current state is discarded."""
-    backend = _backend(ctx)
+    backend = backend_of(ctx)
     node = backend.client.checkpoint(vm, name)
     if not (yes or checkpoint_first):
         checkpoint_first = _ask_checkpoint_first(vm, node)
@@ -163,7 +157,7 @@ def remove(
     subtree: bool = typer.Option(False, "--subtree", help="Also remove every checkpoint below."),
 ) -> None:
     """Remove a checkpoint (Remove-VMCheckpoint); its data is merged where still needed."""
-    backend = _backend(ctx)
+    backend = backend_of(ctx)
     tree = backend.client.checkpoints(vm)
     target = tree.find(name, vm)
     gone = tree.subtree(target.id) if subtree else [target]
@@ -176,7 +170,7 @@ def remove(
 @app.command("rename")
 def rename(ctx: typer.Context, vm: str, name: str, new_name: str) -> None:
     """Rename a checkpoint (Rename-VMCheckpoint)."""
-    node = _backend(ctx).client.rename_checkpoint(vm, name, new_name)
+    node = backend_of(ctx).client.rename_checkpoint(vm, name, new_name)
     _out.print(f"renamed checkpoint '{escape(name)}' to '{escape(node.name)}'")
 
 
@@ -184,7 +178,7 @@ def rename(ctx: typer.Context, vm: str, name: str, new_name: str) -> None:
 def export(ctx: typer.Context, vm: str, name: str, folder: Path) -> None:
     """Copy a checkpoint's disk chains, configuration and memory state to a new folder
     (inside a storage root of pyhvd's)."""
-    backend = _backend(ctx)
+    backend = backend_of(ctx)
     out = folder.absolute()
     backend.follow(
         backend.client.export_checkpoint(vm, name, out), f"VM '{vm}': exporting '{name}'"

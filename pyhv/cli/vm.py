@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from pyhv.cli import vm_console, vm_disk, vm_render
-from pyhv.cli.backend import SOCKET_HELP, Backend, connect
+from pyhv.cli.backend import SOCKET_HELP, backend_of, connect
 from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmStatus, make_vm_config
 from pyhv.service.commands import Power
 from pyhv.units import MiB, parse_size
@@ -27,12 +27,6 @@ def options(
 ) -> None:
     """VMs of the host, through pyhvd (start it with `pyhvd &` or `systemctl start pyhvd`)."""
     ctx.obj = connect(socket)
-
-
-def _backend(ctx: typer.Context) -> Backend:
-    backend = ctx.find_object(Backend)
-    assert backend is not None, "the vm group's callback makes the backend"
-    return backend
 
 
 def _print_state(name: str, status: VmStatus) -> None:
@@ -67,7 +61,7 @@ def new(
         kernel=boot,
         scsi_controllers=[ScsiController(disks=disks)],
     )
-    view = _backend(ctx).create(config)
+    view = backend_of(ctx).create(config)
     Console().print(f"created VM '{view.config.name}' ({view.config.id})")
 
 
@@ -76,7 +70,7 @@ def list_vms(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """List VMs with state, CPU, memory and uptime (Get-VM)."""
-    rows = _backend(ctx).vms()
+    rows = backend_of(ctx).vms()
     if as_json:
         print(json.dumps([vm_render.summary_json(v, x) for v, x in rows], indent=2))
     else:
@@ -88,7 +82,7 @@ def show(
     ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """Configuration, state and statistics of one VM."""
-    view, sample = _backend(ctx).vm(name)
+    view, sample = backend_of(ctx).vm(name)
     if as_json:
         print(json.dumps(vm_render.vm_json(view, sample), indent=2))
     else:
@@ -103,7 +97,9 @@ def start(
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the ready line."),
 ) -> None:
     """Start a VM, or restore it when Saved (Start-VM)."""
-    status = _backend(ctx).power(name, Power.START, ready_timeout_s=timeout if wait_ready else None)
+    status = backend_of(ctx).power(
+        name, Power.START, ready_timeout_s=timeout if wait_ready else None
+    )
     _print_state(name, status)
 
 
@@ -118,7 +114,7 @@ def stop(
     """Shut a VM down with the ACPI power button, turning it off after --timeout (Stop-VM)."""
     if turn_off and save:
         raise typer.BadParameter("choose one of --turn-off and --save")
-    backend = _backend(ctx)
+    backend = backend_of(ctx)
     if save:
         status = backend.power(name, Power.SAVE)
     elif turn_off:
@@ -131,19 +127,19 @@ def stop(
 @app.command("pause")
 def pause(ctx: typer.Context, name: str) -> None:
     """Pause a running VM (Suspend-VM)."""
-    _print_state(name, _backend(ctx).power(name, Power.PAUSE))
+    _print_state(name, backend_of(ctx).power(name, Power.PAUSE))
 
 
 @app.command("resume")
 def resume(ctx: typer.Context, name: str) -> None:
     """Resume a paused VM (Resume-VM)."""
-    _print_state(name, _backend(ctx).power(name, Power.RESUME))
+    _print_state(name, backend_of(ctx).power(name, Power.RESUME))
 
 
 @app.command("restart")
 def restart(ctx: typer.Context, name: str) -> None:
     """Reset a running VM (Restart-VM)."""
-    _print_state(name, _backend(ctx).power(name, Power.RESTART))
+    _print_state(name, backend_of(ctx).power(name, Power.RESTART))
 
 
 @app.command("console")
@@ -153,7 +149,7 @@ def console(
     log: bool = typer.Option(False, "--log", help="Print the console log and exit."),
 ) -> None:
     """Attach to the VM's serial console (vmconnect); Ctrl-] detaches."""
-    backend = _backend(ctx)
+    backend = backend_of(ctx)
     if log:
         sys.stdout.buffer.write(backend.console_log(name))
         return
@@ -169,7 +165,7 @@ def exec_(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds the command may run."),
 ) -> None:
     """Run a command in the guest through its guest agent (Invoke-Command -VMName)."""
-    result = _backend(ctx).exec(name, command, timeout_s=timeout)
+    result = backend_of(ctx).exec(name, command, timeout_s=timeout)
     sys.stdout.write(result.stdout)
     sys.stdout.flush()
     sys.stderr.write(result.stderr)
@@ -180,5 +176,5 @@ def exec_(
 @app.command("remove")
 def remove(ctx: typer.Context, name: str) -> None:
     """Remove a VM that is not running; its disks stay (Remove-VM)."""
-    config = _backend(ctx).remove(name)
+    config = backend_of(ctx).remove(name)
     Console().print(f"removed VM '{config.name}'; its disks were kept")

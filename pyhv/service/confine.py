@@ -42,6 +42,8 @@ class StorageRoots:
         :raises PermissionDenied: for paths that resolve outside every root.
         """
         text = os.fspath(path)
+        if "\0" in text:
+            raise UsageError(f"{what} {text!r} contains a NUL byte")
         if not os.path.isabs(text):
             raise UsageError(f"{what} {text!r} is not absolute: give the full path")
         if ".." in Path(text).parts:

@@ -1,7 +1,7 @@
 """The control ops that change a running VM's storage: hot-add and hot-remove of disks, live
 QoS limits, and the DVD drive's medium.
 
-The caller (``LocalDisks``, later pyhvd) has already checked the change against the VM's
+The caller (pyhvd's ``DiskService``) has already checked the change against the VM's
 configuration and records it in vm.json; the worker keeps its own copy of the configuration
 in step so later ops see the current devices.
 """
