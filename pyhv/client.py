@@ -31,8 +31,8 @@ from pyhv.errors import ApiError
 from pyhv.model import DvdDrive, VmConfig
 from pyhv.paths import HomePaths
 from pyhv.service import default_socket
-from pyhv.service.api.errors import error_class
 from pyhv.service.commands import Power
+from pyhv.service.error_codes import error_class
 from pyhv.service.events import Event
 from pyhv.service.jobs import Job, JobState
 from pyhv.service.policies import ProcessorPolicy

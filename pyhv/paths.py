@@ -127,6 +127,10 @@ class HomePaths:
     def vm_saved_state(self, vm_id: str) -> Path:
         return self.vm_state_dir(vm_id) / "memory.bin"
 
+    def vm_saved_state_info(self, vm_id: str) -> Path:
+        """The saved state's metadata (``{"state": "Paused"}``: the run state to come back in)."""
+        return self.vm_state_dir(vm_id) / "memory.json"
+
     def vm_checkpoints_dir(self, vm_id: str) -> Path:
         return self.vm_dir(vm_id) / "checkpoints"
 

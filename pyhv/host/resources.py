@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import psutil
-
 from pyhv.units import MiB
 
 
@@ -19,4 +17,6 @@ class HostResources:
     def detect(cls) -> HostResources:
         """Logical processors this process may run on (cpusets included) and physical RAM."""
         cores = len(os.sched_getaffinity(0))
-        return cls(cores=cores, memory_mib=psutil.virtual_memory().total // MiB)
+        # What psutil.virtual_memory().total says, without importing psutil into every worker.
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return cls(cores=cores, memory_mib=total // MiB)

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from pyhv.errors import NotFoundError, PyhvError, StateError
-from pyhv.service.api.errors import INTERNAL, status_and_code
+from pyhv.service.error_codes import INTERNAL, status_and_code
 from pyhv.service.events import EventBus
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,7 @@ from pyhv.model import AutomaticStartAction, VmState, config_error
 from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
 from pyhv.service.confine import StorageRoots, confine_config
 from pyhv.service.events import EventBus
+from pyhv.service.guards import VmGuards
 from pyhv.service.jobs import Job, JobContext, Jobs, Operation
 from pyhv.service.policies import (
     Cgroups,
@@ -100,11 +101,11 @@ class VmManager:
         self.supervisor = supervisor
         self.cgroups = cgroups
         self._available_memory_mib = available_memory_mib
-        self._mutating = asyncio.Lock()
+        # Changes of one VM wait for each other, never for another VM's.
+        self.guards = VmGuards()
         # One status reader at a time: a scan that read a file before a job's own read must
         # not record its older state after the job's.
         self._reading_status = asyncio.Lock()
-        self._busy: dict[str, Job] = {}
         self._listing: tuple[int, bytes] | None = None
         # Entity tags must not repeat across restarts, when the version counter starts over.
         self._instance = uuid.uuid4().hex[:8]
@@ -213,7 +214,7 @@ class VmManager:
         """:raises ConflictError: name or id taken. :raises ConfigError: invalid or too big.
         :raises PermissionDenied: a path outside the storage roots."""
         config = confine_config(cmd.config, self.roots)
-        async with self._mutating:
+        async with self.guards.inventory:
             _check_name_free(self.registry, config.name, config.id)
             config = await asyncio.to_thread(self.inventory.create, config)
             await asyncio.to_thread(write_policy, self.paths, config.id, cmd.policy)
@@ -222,19 +223,21 @@ class VmManager:
         return VmView(config=entry.config, status=entry.status, policy=entry.policy)
 
     async def update(self, cmd: UpdateVm) -> VmView:
-        """:raises StateError: processors or memory changed while the VM is not Off."""
-        async with self._mutating:
-            entry = self.registry.get(cmd.vm)
+        """:raises StateError: processors or memory changed while the VM is not Off.
+        :raises ConflictError: the new name is taken, or a job works on the VM."""
+        async with self.holding(cmd.vm) as entry:
             changes = cmd.patch.config_changes()
             _check_off_only(entry, changes)
-            if "name" in changes:
-                _check_name_free(self.registry, str(changes["name"]), entry.config.id)
             try:
                 config = type(entry.config).model_validate(entry.config.model_dump() | changes)
             except ValidationError as err:
                 raise config_error(err) from None
             policy = cmd.patch.policy or entry.policy
-            if changes:
+            if "name" in changes:
+                async with self.guards.inventory:
+                    _check_name_free(self.registry, config.name, config.id)
+                    config = await asyncio.to_thread(self.inventory.save, config)
+            elif changes:
                 config = await asyncio.to_thread(self.inventory.save, config)
             if cmd.patch.policy is not None:
                 await asyncio.to_thread(write_policy, self.paths, config.id, policy)
@@ -247,10 +250,9 @@ class VmManager:
     async def remove(self, cmd: RemoveVm) -> None:
         """Forget a VM (its disks stay), as Remove-VM: only at rest.
 
-        :raises StateError: while the VM runs.
+        :raises StateError: while the VM runs. :raises ConflictError: while a job works on it.
         """
-        async with self._mutating:
-            entry = self.registry.get(cmd.vm)
+        async with self.holding(cmd.vm) as entry:
             if _running(entry):
                 raise StateError(
                     f"cannot remove VM {entry.config.name!r}: it is {entry.status.state}; "
@@ -269,50 +271,44 @@ class VmManager:
         """Check the operation is legal now, then run it as a job.
 
         :raises StateError: the VM's state does not allow it (nothing is started).
-        :raises ConflictError: another power job runs for the VM, or a start the host's
-            memory or processor reserves cannot honor.
+        :raises ConflictError: another job works on the VM, or a start the host's memory or
+            processor reserves cannot honor.
         """
-        # Workers write their status themselves (a guest that powered off, a VM driven by
-        # other tools): decide on the state as it is now, not as the last scan saw it.
-        entry = await self._sync_status(self.registry.get(cmd.vm).config.id)
-        self.check_idle(entry)
-        transition(entry.status.state, STEPS[cmd.op].action, entry.config.name)
-        if cmd.op is Power.START:
-            self._admit(entry)
-        vm_id = entry.config.id
-        return self.submit_exclusive(vm_id, cmd.op.value, partial(self._carry_out, vm_id, cmd))
-
-    def check_idle(self, entry: VmEntry) -> None:
-        """:raises ConflictError: while another job works on the VM."""
-        if (busy := self._busy.get(entry.config.id)) is not None:
-            raise ConflictError(
-                f"VM {entry.config.name!r} is busy with {busy.operation} (job {busy.id}): "
-                "wait for it or cancel it"
-            )
+        async with self.holding(cmd.vm) as entry:
+            transition(entry.status.state, STEPS[cmd.op].action, entry.config.name)
+            if cmd.op is Power.START:
+                self._admit(entry)
+            vm_id = entry.config.id
+            return self.submit_exclusive(vm_id, cmd.op.value, partial(self._carry_out, vm_id, cmd))
 
     @contextlib.asynccontextmanager
     async def holding(self, ref: str) -> AsyncIterator[VmEntry]:
-        """The VM with its current status, for a short change (a disk, the DVD) that must not
-        overlap the VM's other changes: it waits for them and is refused while a job runs.
+        """The VM with its current status, for a change that must not overlap the VM's other
+        changes (a disk, the DVD, PATCH, delete, submitting a job): it waits for the VM's other
+        short changes, not for other VMs', and is refused while a job works on the VM.
 
         :raises NotFoundError: for an unknown VM. :raises ConflictError: while a job runs.
         """
-        async with self._mutating:
-            entry = await self._sync_status(self.registry.get(ref).config.id)
-            self.check_idle(entry)
+        vm_id = self.registry.get(ref).config.id
+        async with self.guards.changing(vm_id):
+            # Workers write their status themselves (a guest that powered off, a VM driven by
+            # other tools): decide on the state as it is now, not as the last scan saw it.
+            entry = await self._sync_status(vm_id)
+            self.guards.check_idle(vm_id, entry.config.name)
             yield entry
 
     def submit_exclusive(self, vm_id: str, operation: str, run: Operation) -> Job:
-        """A job that holds the VM until it ends: no second power or export job meanwhile."""
+        """A job that occupies the VM until it ends: no other job or change meanwhile. Call it
+        inside :meth:`holding`."""
 
         async def exclusive(ctx: JobContext) -> None:
             try:
                 await run(ctx)
             finally:
-                self._busy.pop(vm_id, None)
+                self.guards.vacate(vm_id, ctx.job)
 
         job = self.jobs.submit(operation, vm_id, exclusive)
-        self._busy[vm_id] = job
+        self.guards.occupy(vm_id, job)
         return job
 
     def _admit(self, entry: VmEntry) -> None:

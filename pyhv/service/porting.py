@@ -32,22 +32,21 @@ class VmPorter:
     async def export(self, vm: str, request: ExportRequest) -> Job:
         """:raises StateError: the VM runs. :raises ConflictError: busy, or the folder exists.
         :raises PermissionDenied: the folder is outside the storage roots."""
-        entry = self.m.registry.get(vm)
-        if entry.status.state not in (VmState.OFF, VmState.SAVED):
-            raise StateError(
-                f"cannot export VM {entry.config.name!r}: it is {entry.status.state}; "
-                "turn it off or save it first"
-            )
-        self.m.check_idle(entry)
-        dest = self.m.roots.confine(request.path, "export folder")
-        if dest.exists():
-            raise ConflictError(f"export folder {dest} already exists: choose a new one")
-        config, policy, paths = entry.config, entry.policy, self.m.paths
+        async with self.m.holding(vm) as entry:
+            if entry.status.state not in (VmState.OFF, VmState.SAVED):
+                raise StateError(
+                    f"cannot export VM {entry.config.name!r}: it is {entry.status.state}; "
+                    "turn it off or save it first"
+                )
+            dest = self.m.roots.confine(request.path, "export folder")
+            if dest.exists():
+                raise ConflictError(f"export folder {dest} already exists: choose a new one")
+            config, policy, paths = entry.config, entry.policy, self.m.paths
 
-        async def run(ctx: JobContext) -> None:
-            await asyncio.to_thread(export_vm, config, policy, paths, dest, ctx.progress)
+            async def run(ctx: JobContext) -> None:
+                await asyncio.to_thread(export_vm, config, policy, paths, dest, ctx.progress)
 
-        return self.m.submit_exclusive(config.id, "export", run)
+            return self.m.submit_exclusive(config.id, "export", run)
 
     async def report(self, request: ImportRequest) -> CompatibilityReport:
         """:raises NotFoundError: the folder is no export. :raises PermissionDenied: outside

@@ -39,7 +39,8 @@ class Step:
 
 
 STEPS = {
-    Power.START: Step(Action.START, None, frozenset({_RUNNING}), 5.0),
+    # From Saved, a VM saved while Paused comes back Paused.
+    Power.START: Step(Action.START, None, frozenset({_RUNNING, _PAUSED}), 5.0),
     Power.STOP: Step(Action.SHUTDOWN, "shutdown", frozenset({_OFF}), 10.0),
     Power.TURN_OFF: Step(Action.TURN_OFF, "turn_off", frozenset({_OFF}), 1.0),
     Power.SAVE: Step(Action.SAVE, "save", frozenset({_SAVED}), 5.0),

@@ -86,6 +86,7 @@ def policy_path(paths: HomePaths, vm_id: str) -> Path:
 def discard_saved_state(paths: HomePaths, vm_id: str) -> None:
     """Turning off a Saved VM drops its memory image; no worker runs to do it, so pyhvd does."""
     paths.vm_saved_state(vm_id).unlink(missing_ok=True)
+    paths.vm_saved_state_info(vm_id).unlink(missing_ok=True)
     write_status(
         paths.vm_status(vm_id), VmStatus(state=VmState.OFF, reason="saved state discarded")
     )

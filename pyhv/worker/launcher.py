@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from pyhv.errors import PyhvError
+from pyhv.host.accel import AccelChoice, choose_accelerator
 from pyhv.model import VmConfig
 from pyhv.paths import HomePaths
 from pyhv.storage.locks import HOLDER_ENV
@@ -24,10 +25,19 @@ from pyhv.worker.process import tail_line
 
 ERROR_PREFIX = "pyhv-worker: error: "
 START_TIMEOUT_S = 120.0
+POLL_S = 0.01
+#: pyhv installs no pydantic plugins; without this, pydantic reads the metadata of every
+#: installed package to look for some when the worker builds its first model (~70 ms).
+WORKER_ENV = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
 
-def worker_argv(paths: HomePaths, vm_id: str, *, restore: bool) -> list[str]:
+def worker_argv(
+    paths: HomePaths, vm_id: str, *, restore: bool, accel: AccelChoice | None = None
+) -> list[str]:
+    """The worker's command line; with ``accel`` it skips deciding the accelerator itself."""
     argv = [sys.executable, "-m", "pyhv.worker", "--home", str(paths.home), vm_id]
+    if accel is not None:
+        argv += ["--accel", accel.name, "--accel-reason", accel.reason]
     return [*argv, "--restore"] if restore else argv
 
 
@@ -49,17 +59,18 @@ def start_worker(
 
     :raises PyhvError: with the worker's own message when it gave up.
     """
+    argv = worker_argv(paths, config.id, restore=restore, accel=choose_accelerator())
     log_path = worker_log(paths, config.id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            worker_argv(paths, config.id, restore=restore),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
             close_fds=True,
-            env={**os.environ, HOLDER_ENV: f"VM '{config.name}'"},
+            env={**os.environ, HOLDER_ENV: f"VM '{config.name}'", **WORKER_ENV},
         )
     client = WorkerClient(paths.run_dir(config.id) / "control.sock", config.name)
     deadline = time.monotonic() + timeout
@@ -71,7 +82,7 @@ def start_worker(
             # Reap it whenever it ends, so a long-lived caller (tests, pyhvd) keeps no zombie.
             threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
             return client
-        time.sleep(0.05)
+        time.sleep(POLL_S)
     proc.kill()
     proc.wait()
     raise PyhvError(f"VM '{config.name}' did not start within {timeout:g} s: see {log_path}")

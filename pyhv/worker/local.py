@@ -102,6 +102,7 @@ class LocalHost:
         )
         write_status(self.paths.vm_status(config.id), new)
         self.paths.vm_saved_state(config.id).unlink(missing_ok=True)
+        self.paths.vm_saved_state_info(config.id).unlink(missing_ok=True)
         return new
 
     def save(self, name: str) -> VmStatus:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyhv.atomicfile import write_atomic
 from pyhv.errors import PyhvError, QmpError, StateError, UsageError
 from pyhv.model import VmState
 from pyhv.worker import qmp as q
@@ -126,7 +128,10 @@ class WorkerOps:
             await self.w.exited.wait()
 
     async def save(self, args: dict[str, Any]) -> Any:
-        """Pause, write memory and devices to a file, rename it into place, quit QEMU."""
+        """Pause, write memory and devices to a file, rename it into place, quit QEMU.
+
+        Beside it goes the run state (Running or Paused) that a start from Saved brings back.
+        """
         qmp = self._qmp()
         was = self.w.status.state
         self.w.record(Action.SAVE)
@@ -143,6 +148,10 @@ class WorkerOps:
                 await asyncio.to_thread(os.fsync, fd)
             finally:
                 os.close(fd)
+            info = {"state": str(was)}
+            write_atomic(
+                self.w.paths.vm_saved_state_info(self.w.config.id), json.dumps(info).encode()
+            )
             os.replace(tmp, target)
             _fsync_dir(target.parent)
         except PyhvError:

@@ -21,12 +21,19 @@ class ExitFacts:
     saved: bool = False  # the saved state file is complete
     stop_requested: bool = False  # turn off / shut down / save asked QEMU to quit
     start_error: str | None = None
+    restoring: bool = False  # starting from a saved state that is still on disk
     qemu_tail: str = ""  # last line QEMU printed
+
+
+def restore_failed(error: str) -> str:
+    return f"{error}; the saved state is kept: start again, or turn the VM off to discard it"
 
 
 def exit_outcome(facts: ExitFacts) -> tuple[Event, str]:
     """The state-machine event and the reason to record once QEMU is gone."""
     if facts.start_error is not None:
+        if facts.restoring:
+            return Event.RESTORE_FAILED, restore_failed(facts.start_error)
         return Event.START_FAILED, facts.start_error
     if facts.saved:
         return Event.SAVED, "saved"

@@ -35,7 +35,9 @@ class Event(StrEnum):
     """What the worker observes."""
 
     STARTED = "started"  # QEMU runs the guest (after a boot or a restore)
+    STARTED_PAUSED = "started_paused"  # restored a VM that was saved while Paused
     START_FAILED = "start_failed"
+    RESTORE_FAILED = "restore_failed"  # the saved state is kept: start again or turn off
     SAVED = "saved"  # the saved state is complete; QEMU has exited
     SAVE_FAILED = "save_failed"  # QEMU still runs the guest
     STOPPED = "stopped"  # QEMU exited because we asked it to
@@ -68,7 +70,10 @@ _TABLE: dict[Action | Event, dict[VmState, VmState]] = {
     Action.RESUME: {PAUSED: RUNNING},
     Action.RESET: {RUNNING: RUNNING, PAUSED: RUNNING},
     Event.STARTED: {STARTING: RUNNING},
+    Event.STARTED_PAUSED: {STARTING: PAUSED},
     Event.START_FAILED: {STARTING: OFF},
+    # Like Hyper-V, a restore that fails keeps the saved state; turning off discards it.
+    Event.RESTORE_FAILED: {STARTING: SAVED},
     Event.SAVED: {SAVING: SAVED},
     Event.SAVE_FAILED: {SAVING: RUNNING},
     Event.STOPPED: {STOPPING: OFF, SAVING: OFF},
@@ -87,7 +92,7 @@ _HINTS: dict[tuple[Action, VmState], str] = {
     (Action.PAUSE, PAUSED): "it is already Paused",
 }
 
-_CRITICAL = {Event.QEMU_DIED, Event.START_FAILED}
+_CRITICAL = {Event.QEMU_DIED, Event.START_FAILED, Event.RESTORE_FAILED}
 _REASONS: dict[Action | Event, str] = {
     Event.GUEST_SHUTDOWN: "guest shut down",
     Event.SAVED: "saved",

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
 from pydantic import ValidationError
 
 from pyhv.atomicfile import write_atomic
@@ -35,12 +34,14 @@ def read_status_file(path: Path) -> VmStatus | None:
 
 def worker_alive(pid: int | None, vm_id: str) -> bool:
     """The pid runs a worker for this VM (a reused pid runs something else)."""
-    if pid is None:
+    if pid is None or pid <= 0:
         return False
+    # /proc directly, not psutil: the worker reads this at start and imports nothing more for it.
     try:
-        return vm_id in " ".join(psutil.Process(pid).cmdline())
-    except (psutil.Error, OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return False
+    return vm_id in cmdline.replace(b"\0", b" ").decode(errors="replace")
 
 
 def resolve_status(

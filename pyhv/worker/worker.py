@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -30,7 +31,7 @@ from pyhv.worker.control import ControlServer
 from pyhv.worker.disks import DiskProvider
 from pyhv.worker.firmware import firmware_for
 from pyhv.worker.ops import WorkerOps
-from pyhv.worker.outcome import ExitFacts, exit_outcome
+from pyhv.worker.outcome import ExitFacts, exit_outcome, restore_failed
 from pyhv.worker.process import ExitInfo, ProcessRunner, QemuRunner, RunningProcess, tail_line
 from pyhv.worker.qemu_argv import build_qemu_argv
 from pyhv.worker.states import Action, Event, next_status
@@ -95,6 +96,7 @@ class Worker:
             worker_pid=os.getpid(),
             qemu_pid=None,
         )
+        self.facts.restoring = restore
         control = ControlServer(*WorkerOps(self).tables())
         try:
             self._prepare_dirs()
@@ -108,6 +110,8 @@ class Worker:
                 info = await self.proc.wait()
             await self._finish(info)
             await control.close()
+            if self.facts.restoring and isinstance(e, PyhvError):
+                raise PyhvError(restore_failed(str(e))) from e
             raise
         assert self.proc is not None
         info = await self.proc.wait()
@@ -143,15 +147,15 @@ class Worker:
         self._events = asyncio.create_task(self._watch_events(self.qmp), name="qmp-events")
         if self.config.com1.mode == "console":
             await self.console.open(str(self.layout.serial))
-        if restore:
-            await self._restore(self.qmp)
-        await self.qmp.execute("cont")
+        paused = restore and await self._restore(self.qmp)
+        if not paused:
+            await self.qmp.execute("cont")
         self.sampler = StatsSampler(
             self.qmp, self.proc.pid, self.config.memory_startup_mib, self.env.monotonic
         )
         with contextlib.suppress(QmpError):
             await self.sampler.enable_guest_stats()
-        self.record(Event.STARTED)
+        self.record(Event.STARTED_PAUSED if paused else Event.STARTED)
 
     async def _until_exit(self, aw: Awaitable[q.Qmp]) -> q.Qmp:
         """Await ``aw`` unless QEMU exits first (a bad option): then fail with QEMU's words."""
@@ -166,8 +170,12 @@ class Worker:
         tail = tail_line(self._qemu_log())
         raise PyhvError(f"QEMU failed to start: {tail or f'exit code {died.result().returncode}'}")
 
-    async def _restore(self, qmp: q.Qmp) -> None:
+    async def _restore(self, qmp: q.Qmp) -> bool:
+        """Load the saved state into the paused QEMU, then delete it; True when the VM was
+        Paused when it was saved (and so stays paused)."""
         saved = self.paths.vm_saved_state(self.config.id)
+        info = self.paths.vm_saved_state_info(self.config.id)
+        paused = _saved_run_state(info) == VmState.PAUSED
         fd = os.open(saved, os.O_RDONLY)
         try:
             await q.migrate_from_fd(qmp, fd, "restore")
@@ -181,6 +189,9 @@ class Worker:
         if status not in ("paused", "prelaunch", "running"):
             raise QmpError(f"restoring the saved state failed (QEMU is {status})")
         saved.unlink()
+        info.unlink(missing_ok=True)
+        self.facts.restoring = False
+        return paused
 
     async def _watch_events(self, qmp: q.Qmp) -> None:
         with contextlib.suppress(QmpError):
@@ -237,3 +248,12 @@ class Worker:
         self.facts.stop_requested = True
         if self.proc is not None:
             self.proc.kill()
+
+
+def _saved_run_state(info: Path) -> VmState:
+    """The run state recorded beside the saved state; Running when there is none (a saved
+    state from before it was recorded, or one a checkpoint put back)."""
+    try:
+        return VmState(json.loads(info.read_bytes())["state"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return VmState.RUNNING

@@ -1,4 +1,4 @@
-"""The one table mapping expected errors to HTTP status and a stable code, and the handlers.
+"""The API's error handlers, built on the table in :mod:`pyhv.service.error_codes`.
 
 Every error body is problem+json (RFC 9457) with ``detail`` = the same one line the CLI prints,
 and ``code`` = a stable name that ``pyhv.client`` maps back to the error class.
@@ -16,36 +16,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from pyhv import errors
+from pyhv.service.error_codes import (
+    ERRORS,
+    HTTP_CODES,
+    INTERNAL,
+    INVALID_REQUEST,
+    status_and_code,
+)
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-
-# Most specific first: the first class the error is an instance of wins.
-ERRORS: tuple[tuple[type[errors.PyhvError], int, str], ...] = (
-    (errors.AuthenticationError, 401, "unauthenticated"),
-    (errors.PermissionDenied, 403, "forbidden"),
-    (errors.ApiError, 500, "api-error"),
-    (errors.UsageError, 400, "bad-request"),
-    (errors.ConfigError, 422, "invalid-config"),
-    (errors.NotFoundError, 404, "not-found"),
-    (errors.ConflictError, 409, "conflict"),
-    (errors.StateError, 409, "invalid-state"),
-    (errors.InvalidFormat, 422, "invalid-format"),
-    (errors.CorruptImage, 422, "corrupt-image"),
-    (errors.UnsupportedFeature, 422, "unsupported-feature"),
-    (errors.OutOfBounds, 400, "out-of-bounds"),
-    (errors.ParentError, 422, "parent-error"),
-    (errors.StorageError, 422, "storage-error"),
-    (errors.QmpError, 502, "qmp-error"),
-    (errors.NbdError, 502, "nbd-error"),
-    (errors.PyhvError, 500, "error"),
-)
-
-# Codes for failures that are not PyhvErrors: request shape, unknown route, bugs.
-INVALID_REQUEST = "invalid-request"
-HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
-INTERNAL = "internal"
 
 
 class Problem(BaseModel):
@@ -65,25 +46,6 @@ def openapi_responses() -> dict[int | str, dict[str, Any]]:
     """Every route may answer any of the table's statuses with a problem body."""
     content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return {status: {"description": "an error", "content": content} for status in PROBLEM_STATUSES}
-
-
-def status_and_code(error: errors.PyhvError) -> tuple[int, str]:
-    for cls, status, code in ERRORS:
-        if isinstance(error, cls):
-            return status, code
-    raise AssertionError("PyhvError is the last row of ERRORS")
-
-
-def error_class(code: str) -> type[errors.PyhvError]:
-    """The class a client raises for ``code``; unknown codes (a newer pyhvd) become ApiError."""
-    for cls, _, known in ERRORS:
-        if known == code:
-            return cls
-    if code == INVALID_REQUEST:
-        return errors.UsageError
-    if code in HTTP_CODES.values():
-        return errors.NotFoundError if code == "not-found" else errors.UsageError
-    return errors.ApiError
 
 
 def problem(status: int, code: str, detail: str) -> dict[str, Any]:

@@ -301,10 +301,10 @@ def test_set_parent_refuses_a_disk_of_another_identity(tmp_path: Path) -> None:
     assert file_sha(child) == sha
 
 
-def test_real_qemu_vhd_info_and_convert(tmp_path: Path) -> None:
+def test_real_qemu_vhd_info_and_convert(tmp_path: Path, vhd_testdata: Path) -> None:
     """ext2.vhd (written by qemu, CHS-sized) from the shared test vectors, end to end."""
     src = tmp_path / "ext2.vhd"
-    shutil.copy("/work/shared/testdata/vhd/ext2.vhd", src)
+    shutil.copy(vhd_testdata / "ext2.vhd", src)
     doc = info(src)
     assert (doc["format"], doc["type"], doc["virtual_size"]) == ("vhd", "dynamic", 4212736)
     ok("convert", src, tmp_path / "ext2.img")

@@ -26,7 +26,6 @@ from pyhv.storage import open_image
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # many CLI processes per test
 
 MiB = 1 << 20
-TESTDATA = Path("/work/shared/testdata/vhd")
 VHDX_BAT_REGION = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
 
 
@@ -247,16 +246,16 @@ def test_wrong_parent_identity(tmp_path: Path) -> None:
     assert any("identity" in line for line in check_finds_problems(tmp_path, child))
 
 
-def test_real_windows_child_without_its_parent(tmp_path: Path) -> None:
+def test_real_windows_child_without_its_parent(tmp_path: Path, vhd_testdata: Path) -> None:
     child = tmp_path / "fat-differential.vhd"
-    shutil.copy(TESTDATA / "fat-differential.vhd", child)
+    shutil.copy(vhd_testdata / "fat-differential.vhd", child)
     assert "fat-parent.vhd" in fails_cleanly(tmp_path, "convert", child, tmp_path / "o.vhdx")
     assert any("fat-parent.vhd" in line for line in check_finds_problems(tmp_path, child))
 
 
-def test_real_file_with_bad_checksum(tmp_path: Path) -> None:
+def test_real_file_with_bad_checksum(tmp_path: Path, vhd_testdata: Path) -> None:
     path = tmp_path / "image.vhd"
-    shutil.copy(TESTDATA / "image.vhd", path)
+    shutil.copy(vhd_testdata / "image.vhd", path)
     p = pyhv("info", path)
     assert "Traceback" not in p.stderr
     if p.returncode:

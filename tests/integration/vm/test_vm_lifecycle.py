@@ -3,13 +3,14 @@ it (boots are expensive under TCG)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
 
-from pyhv.errors import StateError
+from pyhv.errors import PyhvError, StateError
 from pyhv.guestkit import READY_LINE
 from pyhv.model import VmState
 from pyhv.storage import CreateSpec, create_image, open_image
@@ -115,6 +116,32 @@ def test_save_and_restore_keep_memory(host: LocalHost, vm: str, shell: Shell) ->
     assert host.start(vm).state == VmState.RUNNING
     assert shell(vm, "cat /tmp/marker") == "kept-in-ram\n"
     assert not host.paths.vm_saved_state(config.id).exists()
+
+
+def test_saved_while_paused_comes_back_paused(host: LocalHost, vm: str, shell: Shell) -> None:
+    host.pause(vm)
+    assert host.save(vm).state == VmState.SAVED
+    assert host.start(vm).state == VmState.PAUSED
+    assert host.resume(vm).state == VmState.RUNNING
+    assert shell(vm, "cat /tmp/marker") == "kept-in-ram\n"
+
+
+def test_failed_restore_keeps_the_saved_state(host: LocalHost, vm: str, shell: Shell) -> None:
+    config = host.get(vm)
+    host.save(vm)
+    saved = host.paths.vm_saved_state(config.id)
+    good = saved.with_name("good.bin")
+    os.replace(saved, good)
+    saved.write_bytes(b"not a migration stream")
+    with pytest.raises(PyhvError, match="the saved state is kept"):
+        host.start(vm)
+    status = host.status(config)
+    assert status.display_state == "Saved-Critical"
+    assert status.reason is not None and "turn the VM off to discard it" in status.reason
+    assert saved.exists()
+    os.replace(good, saved)
+    assert host.start(vm).state == VmState.RUNNING
+    assert shell(vm, "cat /tmp/marker") == "kept-in-ram\n"
 
 
 def test_acpi_shutdown_ends_off(host: LocalHost, vm: str, wait_gone: Callable[..., bool]) -> None:

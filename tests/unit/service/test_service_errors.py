@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pyhv import errors
-from pyhv.service.api.errors import ERRORS, error_class, problem, status_and_code
+from pyhv.service.api.errors import problem
+from pyhv.service.error_codes import ERRORS, error_class, status_and_code
 
 
 def all_error_classes() -> list[type[errors.PyhvError]]:

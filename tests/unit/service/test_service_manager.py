@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pyhv.paths import HomePaths
 from pyhv.service.commands import CreateVm, Power, PowerVm, RemoveVm, UpdateVm
 from pyhv.service.confine import StorageRoots
 from pyhv.service.events import EventBus
-from pyhv.service.jobs import Jobs, JobState
+from pyhv.service.jobs import JobContext, Jobs, JobState
 from pyhv.service.manager import VmManager
 from pyhv.service.policies import CpuSettings, ProcessorPolicy
 from pyhv.service.schemas import VmPatch
@@ -240,3 +241,48 @@ async def test_automatic_start_actions(tmp_path: Path) -> None:
         await m.jobs.close()
         await m.close()
         m.supervisor.close()  # type: ignore[attr-defined]
+
+
+async def test_a_slow_change_holds_its_vm_only(manager: VmManager) -> None:
+    """A disk change waiting for its guest delays the VM's power job, not other VMs."""
+    await create(manager, "a")
+    await create(manager, "b")
+    release = asyncio.Event()
+
+    async def slow_change() -> None:
+        async with manager.holding("a"):
+            await release.wait()
+
+    change = asyncio.create_task(slow_change())
+    await asyncio.sleep(0.01)
+    start_a = asyncio.create_task(manager.power(PowerVm("a", Power.START)))
+    async with asyncio.timeout(30):
+        await create(manager, "c")
+        await manager.update(UpdateVm("b", VmPatch(notes="meanwhile")))
+        assert await run(manager, "b", Power.START) == JobState.COMPLETED
+    assert not start_a.done()
+    release.set()
+    await change
+    job = await start_a
+    assert (await manager.jobs.wait(job.id)).state == JobState.COMPLETED
+
+
+async def test_a_job_refuses_the_vm_s_other_changes(manager: VmManager) -> None:
+    await create(manager, "a")
+    release = asyncio.Event()
+
+    async def hold(_: JobContext) -> None:
+        await release.wait()
+
+    async with manager.holding("a") as entry:
+        job = manager.submit_exclusive(entry.config.id, "export", hold)
+    busy = f"VM 'a' is busy with export \\(job {job.id}\\)"
+    with pytest.raises(ConflictError, match=busy):
+        await manager.power(PowerVm("a", Power.START))
+    with pytest.raises(ConflictError, match=busy):
+        await manager.update(UpdateVm("a", VmPatch(notes="no")))
+    with pytest.raises(ConflictError, match=busy):
+        await manager.remove(RemoveVm("a"))
+    release.set()
+    await manager.jobs.wait(job.id)
+    await manager.remove(RemoveVm("a"))

@@ -32,6 +32,8 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
         (S.SAVED, Action.TURN_OFF, S.OFF),
         (S.RUNNING, Event.QEMU_DIED, S.OFF),
         (S.STARTING, Event.START_FAILED, S.OFF),
+        (S.STARTING, Event.STARTED_PAUSED, S.PAUSED),
+        (S.STARTING, Event.RESTORE_FAILED, S.SAVED),
     ],
 )
 def test_legal(state: VmState, action: Action | Event, expected: VmState) -> None:
@@ -91,3 +93,11 @@ def test_critical_is_set_by_a_crash_and_cleared_by_the_next_start() -> None:
 def test_guest_shutdown_reason() -> None:
     off = next_status(VmStatus(state=S.RUNNING), Event.GUEST_SHUTDOWN, vm_name="v", now=NOW)
     assert (off.state, off.critical, off.reason) == (S.OFF, False, "guest shut down")
+
+
+def test_failed_restore_stays_saved_critical_until_turned_off() -> None:
+    starting = next_status(VmStatus(state=S.SAVED), Action.START, vm_name="v", now=NOW)
+    failed = next_status(starting, Event.RESTORE_FAILED, vm_name="v", now=NOW, reason="corrupt")
+    assert (failed.display_state, failed.reason) == ("Saved-Critical", "corrupt")
+    off = next_status(failed, Action.TURN_OFF, vm_name="v", now=NOW)
+    assert off.display_state == "Off"

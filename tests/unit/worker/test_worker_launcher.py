@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyhv.cli.vm_render import format_uptime
+from pyhv.host.accel import AccelChoice
 from pyhv.paths import HomePaths
 from pyhv.worker.launcher import failure_message, worker_argv
 
@@ -18,6 +19,9 @@ def test_failure_message_uses_the_workers_own_line() -> None:
 def test_worker_argv() -> None:
     argv = worker_argv(HomePaths(Path("/h")), "id1", restore=True)
     assert argv[1:] == ["-m", "pyhv.worker", "--home", "/h", "id1", "--restore"]
+    accel = AccelChoice(name="tcg", reason="no vmx")
+    argv = worker_argv(HomePaths(Path("/h")), "id1", restore=False, accel=accel)
+    assert argv[-5:] == ["id1", "--accel", "tcg", "--accel-reason", "no vmx"]
 
 
 def test_format_uptime() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pyhv.errors import StateError
+from pyhv.errors import PyhvError, StateError
 from pyhv.inventory import Inventory
 from pyhv.model import ComPort, VmConfig, VmState
 from pyhv.paths import HomePaths
@@ -51,9 +52,12 @@ class FakeRunner:
 class FakeQmp:
     """Answers like QEMU 7.2 for the commands the worker sends; quitting ends the process."""
 
-    def __init__(self, runner: FakeRunner, *, guest_powers_off: bool = True) -> None:
+    def __init__(
+        self, runner: FakeRunner, *, guest_powers_off: bool = True, restore_fails: bool = False
+    ) -> None:
         self.runner = runner
         self.guest_powers_off = guest_powers_off
+        self.restore_fails = restore_fails
         self.commands: list[str] = []
         self.status = "prelaunch"
         self._events: asyncio.Queue[QmpEvent] = asyncio.Queue()
@@ -77,6 +81,8 @@ class FakeQmp:
             self._shutdown("guest-shutdown")
         elif cmd == "query-status":
             return {"status": self.status, "running": self.status == "running"}
+        elif cmd == "migrate-incoming" and self.restore_fails:
+            self.status = "shutdown"  # what QEMU 7.2 reports after a bad stream
         elif cmd == "query-migrate":
             return {"status": "completed"}
         return {}
@@ -106,17 +112,18 @@ def make_config(paths: HomePaths) -> VmConfig:
     return Inventory(paths).create(config)
 
 
-async def boot(paths: HomePaths, **qmp_options: bool) -> Booted:
+async def boot(paths: HomePaths, *, restore: bool = False, **qmp_options: bool) -> Booted:
     runner = FakeRunner()
     qmp = FakeQmp(runner, **qmp_options)
 
     async def connect(path: str, name: str, timeout: float) -> FakeQmp:
         return qmp
 
-    worker = Worker(make_config(paths), paths, "tcg", WorkerEnv(runner=runner, connect_qmp=connect))
-    task = asyncio.create_task(worker.run(restore=False))
+    config = Inventory(paths).get("fake") if restore else make_config(paths)
+    worker = Worker(config, paths, "tcg", WorkerEnv(runner=runner, connect_qmp=connect))
+    task = asyncio.create_task(worker.run(restore=restore))
     for _ in range(200):
-        if worker.status.state == VmState.RUNNING or task.done():
+        if worker.status.state in (VmState.RUNNING, VmState.PAUSED) or task.done():
             break
         await asyncio.sleep(0.01)
     return Booted(worker, WorkerOps(worker), qmp, runner, task)
@@ -214,5 +221,40 @@ def test_save_writes_state_file_and_ends_saved(paths: HomePaths) -> None:
         assert status["state"] == "Saved"
         assert b.qmp.commands[-5:] == ["stop", "getfd", "migrate", "query-migrate", "quit"]
         assert paths.vm_saved_state(b.worker.config.id).exists()
+        info = paths.vm_saved_state_info(b.worker.config.id)
+        assert json.loads(info.read_bytes()) == {"state": "Running"}
+
+    asyncio.run(go())
+
+
+def test_saved_while_paused_comes_back_paused(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        await b.ops.pause({})
+        await b.ops.save({})
+        await b.task
+        again = await boot(paths, restore=True)
+        assert again.worker.status.state == VmState.PAUSED
+        assert "cont" not in again.qmp.commands
+        assert not paths.vm_saved_state(again.worker.config.id).exists()
+        assert not paths.vm_saved_state_info(again.worker.config.id).exists()
+        await again.ops.resume({})
+        await again.ops.turn_off({})
+        await again.task
+
+    asyncio.run(go())
+
+
+def test_failed_restore_keeps_the_saved_state(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        await b.ops.save({})
+        await b.task
+        again = await boot(paths, restore=True, restore_fails=True)
+        with pytest.raises(PyhvError, match="the saved state is kept"):
+            await again.task
+        status = read_status_file(paths.vm_status(again.worker.config.id))
+        assert status is not None and status.display_state == "Saved-Critical"
+        assert paths.vm_saved_state(again.worker.config.id).exists()
 
     asyncio.run(go())

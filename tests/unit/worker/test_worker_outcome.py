@@ -37,5 +37,13 @@ def test_start_error() -> None:
     assert exit_outcome(facts) == (Event.START_FAILED, "QEMU failed to start: bad option")
 
 
+def test_failed_restore_keeps_the_saved_state() -> None:
+    facts = ExitFacts(exit=ExitInfo(1), start_error="bad stream", restoring=True)
+    event, reason = exit_outcome(facts)
+    assert event == Event.RESTORE_FAILED
+    assert reason.startswith("bad stream; the saved state is kept: ")
+    assert "turn the VM off to discard it" in reason
+
+
 def test_describe_exit_code_with_tail() -> None:
     assert describe_exit(ExitInfo(1), "oops") == "QEMU exited with code 1: oops"
