@@ -97,6 +97,8 @@ class StepRunner:
 
     def _mark_saved(self, vm_id: str) -> None:
         paths = self.inventory.paths
+        # The checkpoint's memory records no run state: a start resumes it Running.
+        paths.vm_saved_state_info(vm_id).unlink(missing_ok=True)
         status = current_status(paths, vm_id)
         update = {
             "state": VmState.SAVED,

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 import pyhv
 from pyhv.service.api import errors, routes
+from pyhv.service.api.cached_reads import CachedReads
 from pyhv.service.api.deps import Services
 from pyhv.service.auth import Authenticator
 
@@ -25,4 +26,5 @@ def build_app(services: Services, authenticator: Authenticator) -> FastAPI:
     app.state.authenticator = authenticator
     errors.install(app)
     routes.mount(app)
+    app.add_middleware(CachedReads, services=services, authenticator=authenticator)
     return app

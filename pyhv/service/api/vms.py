@@ -10,6 +10,7 @@ from pyhv.errors import UsageError
 from pyhv.service.api.deps import Admin, Operator, Reader, Svc
 from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
 from pyhv.service.jobs import Job
+from pyhv.service.manager import VmManager
 from pyhv.service.schemas import (
     ExecOutput,
     ExecRequest,
@@ -31,10 +32,7 @@ router = APIRouter(prefix="/vms", tags=["vms"])
 )
 async def list_vms(svc: Svc, if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """Every VM with its state (Get-VM); send the last ETag back to get 304 when unchanged."""
-    etag, body = svc.manager.list_json()
-    if if_none_match == etag:
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    return Response(body, media_type="application/json", headers={"ETag": etag})
+    return listing(svc.manager, if_none_match)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
@@ -49,7 +47,24 @@ async def create_vm(body: VmCreate, svc: Svc, response: Response) -> VmView:
 @router.get("/{vm}", response_model=VmView, dependencies=[Reader])
 async def get_vm(vm: str, svc: Svc) -> Response:
     """One VM by id or name: configuration, status and resource controls."""
-    return Response(svc.manager.get_json(vm), media_type="application/json")
+    return one_vm(svc.manager, vm)
+
+
+# The two bodies below are also served by :mod:`pyhv.service.api.cached_reads`, which answers
+# these GETs without FastAPI's routing and dependencies; both must build the same response.
+
+
+def listing(manager: VmManager, if_none_match: str | None) -> Response:
+    """``GET /vms``: 304 when the caller's ETag is current, else the cached listing."""
+    etag, body = manager.list_json()
+    if if_none_match == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+def one_vm(manager: VmManager, vm: str) -> Response:
+    """``GET /vms/{vm}``. :raises NotFoundError: for an unknown name or id."""
+    return Response(manager.get_json(vm), media_type="application/json")
 
 
 @router.patch("/{vm}", dependencies=[Admin])
