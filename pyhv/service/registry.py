@@ -57,7 +57,7 @@ class ScanResult:
     gone: set[str] = field(default_factory=set)
 
 
-def _stamp(path: Path) -> Stamp | None:
+def _stamp(path: str | Path) -> Stamp | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -110,12 +110,14 @@ def interrupted_vms(paths: HomePaths) -> set[str]:
 def scan(paths: HomePaths, seen: dict[str, Seen]) -> ScanResult:
     """Re-read every vm.json and status.json whose stamp differs from ``seen``."""
     result = ScanResult()
-    on_disk = set()
+    on_disk: dict[str, str] = {}
     if paths.vms_dir.is_dir():
-        on_disk = {e.name for e in os.scandir(paths.vms_dir) if not e.name.startswith(".")}
-    for vm_id in on_disk:
+        on_disk = {e.name: e.path for e in os.scandir(paths.vms_dir) if not e.name.startswith(".")}
+    # pyhvd scans every second: joining Path objects would cost more than the stats themselves.
+    config_name, status_name = paths.vm_config("-").name, paths.vm_status("-").name
+    for vm_id, vm_dir in on_disk.items():
         before = seen.get(vm_id)
-        config_stamp = _stamp(paths.vm_config(vm_id))
+        config_stamp = _stamp(os.path.join(vm_dir, config_name))
         if config_stamp is None:
             continue
         if before is None or config_stamp != before.config:
@@ -126,10 +128,10 @@ def scan(paths: HomePaths, seen: dict[str, Seen]) -> ScanResult:
                 log.warning("skipping VM %s: %s", vm_id, err)
                 continue
             result.configs[vm_id] = (config, policy, config_stamp)
-        status_stamp = _stamp(paths.vm_status(vm_id))
+        status_stamp = _stamp(os.path.join(vm_dir, status_name))
         if before is None or before.alive or status_stamp != before.status:
             result.statuses[vm_id] = (current_status(paths, vm_id), status_stamp)
-    result.gone = set(seen) - on_disk
+    result.gone = set(seen) - on_disk.keys()
     return result
 
 

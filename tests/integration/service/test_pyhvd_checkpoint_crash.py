@@ -1,8 +1,9 @@
 """Crashes inside checkpoint operations on a running guest (issue 6 acceptance): pyhvd dies at
 a journal step of create, apply and remove (``PYHV_FAILPOINT`` in pyhvd, which runs them),
-and the worker is killed right after a checkpoint's swap. After each crash pyhvd restarts and
-recovery must leave a consistent VM and tree; at the end every checkpoint applies with the
-files written before it, every image is sound and no file is orphaned. One guest boot."""
+and the worker is killed too right after a checkpoint's swap and after a removal's commit
+(before its merges). After each crash pyhvd restarts and recovery must leave a consistent VM
+and tree; at the end every checkpoint applies with the files written before it, every image is
+sound and no file is orphaned. One guest boot."""
 
 from __future__ import annotations
 
@@ -156,11 +157,21 @@ def test_crashes_inside_checkpoint_operations_of_a_running_vm(
     c.apply_checkpoint(VM, "c3", wait=True)
     wait_running(c)
 
-    # pyhvd dies while removing a checkpoint of the running VM, after the commit.
+    # pyhvd dies while removing a checkpoint of the running VM, after the commit: the merges
+    # left are done online when it is back.
     crash(d, "checkpoint.remove.after_step_2", "remove_checkpoint", "c2")
     c = restart(d)
     assert [n.name for n in c.checkpoints(VM).checkpoints] == ["c1", "c3"]
     del expected["c2"]
+
+    # The same with the worker killed too: the merges left are done offline.
+    wait_running(c)
+    write(c, "D")
+    c.create_checkpoint(VM, "c4", wait=True)
+    crash(d, "checkpoint.remove.after_step_2", "remove_checkpoint", "c4")
+    kill_worker(d)
+    c = restart(d)
+    assert [n.name for n in c.checkpoints(VM).checkpoints] == ["c1", "c3"]
 
     for name, files in expected.items():
         c.apply_checkpoint(VM, name, wait=True)
