@@ -121,7 +121,11 @@ class Repository:
             try:
                 _run(["apt-get", "download", "-q", *names], cwd=Path(tmp))
             except AptError as err:
-                raise AptError(f"{err}; run 'apt-get update' and try again") from err
+                if os.geteuid() != 0:
+                    raise AptError(f"{err}; run 'apt-get update' and try again") from err
+                # Stale package lists name versions the mirror no longer has: refresh once.
+                _run(["apt-get", "update", "-qq"])
+                _run(["apt-get", "download", "-q", *names], cwd=Path(tmp))
             fetched = []
             for path in sorted(Path(tmp).glob("*.deb")):
                 pkg = parse_deb_filename(path.name)
