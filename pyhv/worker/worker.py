@@ -242,12 +242,18 @@ class Worker:
             self.exited.set()
 
     def terminate(self) -> None:
-        """SIGTERM/SIGINT to the worker: turn the VM off, then clean up as usual."""
-        with contextlib.suppress(StateError):
-            self.record(Action.TURN_OFF)
-        self.facts.stop_requested = True
-        if self.proc is not None:
-            self.proc.kill()
+        """SIGTERM/SIGINT to the worker: turn the VM off, then clean up as usual.
+
+        QEMU is killed even when recording the state fails (e.g. PYHV_HOME vanished), so a
+        signalled worker never leaves a running QEMU behind.
+        """
+        try:
+            with contextlib.suppress(StateError):
+                self.record(Action.TURN_OFF)
+        finally:
+            self.facts.stop_requested = True
+            if self.proc is not None:
+                self.proc.kill()
 
 
 def _saved_run_state(info: Path) -> VmState:
