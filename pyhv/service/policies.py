@@ -119,7 +119,24 @@ def _remove_dir(path: Path) -> None:
         log.warning("cgroup %s not removed: %s", path, err)
 
 
-class CgroupsV1:
+class _CgroupTree:
+    """What both versions share: a ``pyhv/<vm id>`` folder whose ``cgroup.procs`` takes pids."""
+
+    base: Path
+
+    def _dir(self, vm_id: str) -> Path:
+        raise NotImplementedError
+
+    def attach(self, vm_id: str, pids: Iterable[int]) -> None:
+        procs = self._dir(vm_id) / "cgroup.procs"
+        for pid in pids:
+            _write(procs, str(pid))
+
+    def remove(self, vm_id: str) -> None:
+        _remove_dir(self.base / vm_id)
+
+
+class CgroupsV1(_CgroupTree):
     """cgroup v1: cfs quota and shares in the cpu controller's hierarchy."""
 
     def __init__(self, cpu_root: Path) -> None:
@@ -136,16 +153,8 @@ class CgroupsV1:
         _write(d / "cpu.cfs_quota_us", str(settings.quota_us if settings.quota_us else -1))
         _write(d / "cpu.shares", str(settings.v1_shares))
 
-    def attach(self, vm_id: str, pids: Iterable[int]) -> None:
-        procs = self._dir(vm_id) / "cgroup.procs"
-        for pid in pids:
-            _write(procs, str(pid))
 
-    def remove(self, vm_id: str) -> None:
-        _remove_dir(self.base / vm_id)
-
-
-class CgroupsV2:
+class CgroupsV2(_CgroupTree):
     """cgroup v2: ``cpu.max`` and ``cpu.weight``; the parent must delegate the cpu controller."""
 
     def __init__(self, root: Path) -> None:
@@ -166,14 +175,6 @@ class CgroupsV2:
         quota = str(settings.quota_us) if settings.quota_us else "max"
         _write(d / "cpu.max", f"{quota} {settings.period_us}")
         _write(d / "cpu.weight", str(settings.weight))
-
-    def attach(self, vm_id: str, pids: Iterable[int]) -> None:
-        procs = self._dir(vm_id) / "cgroup.procs"
-        for pid in pids:
-            _write(procs, str(pid))
-
-    def remove(self, vm_id: str) -> None:
-        _remove_dir(self.base / vm_id)
 
 
 def detect_cgroups(root: Path = Path("/sys/fs/cgroup")) -> Cgroups | None:

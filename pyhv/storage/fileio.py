@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyhv.errors import StorageError
+from pyhv.errors import ConflictError, StorageError
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -30,6 +30,17 @@ def os_errors(path: Path | str, op: str) -> Iterator[None]:
         yield
     except OSError as e:
         raise StorageError(f"{path}: {op} failed: {e.strerror or e}") from e
+
+
+def create_new(path: Path) -> int:
+    """Open a new file for writing; an existing file is never overwritten.
+
+    :raises ConflictError: the file exists.
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError as e:
+        raise ConflictError(f"{path} already exists; remove it or pick another name") from e
 
 
 def pread_exact(fd: int, length: int, offset: int) -> bytes:

@@ -6,8 +6,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from pyhv.errors import ConflictError, UnsupportedFeature, UsageError
-from pyhv.storage.fileio import data_runs, os_errors, pread_exact, punch_hole, pwrite_all
+from pyhv.errors import UnsupportedFeature, UsageError
+from pyhv.storage.fileio import (
+    create_new,
+    data_runs,
+    os_errors,
+    pread_exact,
+    punch_hole,
+    pwrite_all,
+)
 from pyhv.storage.image import (
     CreateSpec,
     DiskImage,
@@ -153,10 +160,7 @@ class RawFormat:
         if parent is not None or spec.disk_type == DiskType.DIFFERENCING:
             raise UnsupportedFeature(f"{path}: raw images cannot have a parent; use .vhd or .vhdx")
         with os_errors(path, "create"):
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError as e:
-                raise ConflictError(f"{path} already exists; remove it or pick another name") from e
+            fd = create_new(path)
             try:
                 os.ftruncate(fd, spec.size)
                 if spec.disk_type == DiskType.FIXED and spec.size:

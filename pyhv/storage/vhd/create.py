@@ -16,8 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from pyhv.errors import ConflictError, UnsupportedFeature, UsageError
-from pyhv.storage.fileio import os_errors, pwrite_all
+from pyhv.errors import UnsupportedFeature, UsageError
+from pyhv.storage.fileio import create_new, os_errors, pwrite_all
 from pyhv.storage.image import CreateSpec, DiskImage, DiskType, ImageFormat
 from pyhv.storage.vhd import bat as batlib
 from pyhv.storage.vhd.footer import Footer, pack_footer
@@ -165,10 +165,7 @@ def create_vhd(path: Path, spec: CreateSpec, parent: DiskImage | None) -> None:
         locators = locator_payloads(path, parent.path) if parent is not None else []
         content = build_dynamic(footer, block_size, parent, locators)
     with os_errors(path, "create"):
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError as e:
-            raise ConflictError(f"{path} already exists; remove it or pick another name") from e
+        fd = create_new(path)
         try:
             if disk_type == DiskType.FIXED:  # sparse, as qemu-img makes it: the layout is fixed
                 pwrite_all(fd, pack_footer(footer), size)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyhv.errors import ConflictError, NotFoundError, StorageError, UsageError
-from pyhv.storage.fileio import punch_hole
+from pyhv.errors import NotFoundError, StorageError, UsageError
+from pyhv.storage.fileio import create_new, punch_hole
 from pyhv.units import MiB
 
 OVERLAY_SECTOR = 4096
@@ -50,9 +50,7 @@ class VhdxFile:
         :raises ConflictError: the file exists.
         """
         try:
-            return cls(path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
-        except FileExistsError as err:
-            raise ConflictError(f"{path}: file exists; remove it or choose another name") from err
+            return cls(path, create_new(path))
         except OSError as err:
             raise UsageError(f"{path}: cannot create: {err.strerror}") from err
 
