@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf seabios busybox-static e2fsprogs cpio \
-	iproute2 ipxe-qemu python3-venv python3-dev gcc make
+	iproute2 ipxe-qemu python3-venv python3-dev gcc make wrk
 PYTEST_ARGS ?=
 
 .PHONY: all deps system-deps python-deps lint typecheck test test-quick demo bench guest-kit clean

@@ -14,8 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pyhv.atomicfile import write_atomic
 from pyhv.checkpoints.journal import Journal, clear_journal, save_journal
+from pyhv.checkpoints.saved_state import info_bytes
 from pyhv.checkpoints.steps import (
+    ApplyRunning,
     CopyFile,
     CreateDiff,
     Delete,
@@ -46,12 +49,14 @@ class StepRunner:
         journal_path: Path,
         progress: Progress | None = None,
         merge_online: Callable[[Merge], bool] | None = None,
+        apply_online: Callable[[ApplyRunning], bool] | None = None,
     ) -> None:
         self.inventory = inventory
         self.tree_path = tree_path
         self.journal_path = journal_path
         self.progress = progress  # of each merge, the only step that takes long
         self.merge_online = merge_online  # the running VM's worker, when it serves the child
+        self.apply_online = apply_online  # the live VM's worker; False when there is none
 
     def begin(self, journal: Journal) -> None:
         """Journal an operation before its first step changes anything."""
@@ -83,7 +88,11 @@ class StepRunner:
         elif isinstance(step, WriteConfig):
             self.inventory.save(journal.vm_config())
         elif isinstance(step, MarkSaved):
-            self._mark_saved(journal.vm_config().id)
+            self._mark_saved(journal.vm_config().id, step.paused)
+        elif isinstance(step, ApplyRunning):
+            apply = self.apply_online
+            if apply is None or not apply(step):
+                self._save_memory(journal.vm_config().id, step)
         elif isinstance(step, Merge):
             # Done once the child is gone: merge_image deletes it only after the flush.
             online = self.merge_online
@@ -95,10 +104,18 @@ class StepRunner:
                 path.unlink()
                 fsync_dir(path.parent)
 
-    def _mark_saved(self, vm_id: str) -> None:
+    def _save_memory(self, vm_id: str, step: ApplyRunning) -> None:
+        """The VM is not live any more: the memory becomes its saved state (a new name for
+        it, replacing any saved state a crash left), so the VM is Saved in the checkpoint."""
+        self._write_run_state(vm_id, step.paused)
+        saved = self.inventory.paths.vm_saved_state(vm_id)
+        saved.unlink(missing_ok=True)
+        _link_or_copy(Path(step.memory), saved)
+        self._mark_saved(vm_id, step.paused)
+
+    def _mark_saved(self, vm_id: str, paused: bool) -> None:
         paths = self.inventory.paths
-        # The checkpoint's memory records no run state: a start resumes it Running.
-        paths.vm_saved_state_info(vm_id).unlink(missing_ok=True)
+        self._write_run_state(vm_id, paused)
         status = current_status(paths, vm_id)
         update = {
             "state": VmState.SAVED,
@@ -106,6 +123,12 @@ class StepRunner:
             "since": datetime.now(UTC),
         }
         write_status(paths.vm_status(vm_id), status.model_copy(update=update))
+
+    def _write_run_state(self, vm_id: str, paused: bool) -> None:
+        """Beside the saved state, before it counts: a restore resumes it Paused or Running."""
+        paths = self.inventory.paths
+        paths.vm_state_dir(vm_id).mkdir(parents=True, exist_ok=True)
+        write_atomic(paths.vm_saved_state_info(vm_id), info_bytes(paused))
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -1,11 +1,15 @@
 """Export-VMCheckpoint: copy a checkpoint's disk chains, configuration and memory state.
 
-The export is importable as it is: every differencing copy is re-pointed at the copy of its
-parent, and ``vm.json`` names the copies. ``checkpoint.json`` is written last, so a folder
-without it is an export that did not finish (it is removed when the export fails here).
+The export is importable as it is, by Import-VM (``pyhv vm import``): the folder has the
+layout of a VM export (:mod:`pyhv.service.transfer`). Every differencing copy is re-pointed
+at the copy of its parent, and ``vm.json`` names the copies. A checkpoint with memory is a
+Saved VM there: its memory is the saved state, and ``state/memory.json`` beside it says
+whether it resumes Paused or Running, as the checkpoint applied here would.
+``checkpoint.json`` is written last, so a folder without it is an export that did not
+finish (it is removed when the export fails here).
 
-Layout: ``DIR/Virtual Hard Disks/*``, ``DIR/vm.json``, ``DIR/state/memory.bin`` (when the
-checkpoint has memory), ``DIR/checkpoint.json``.
+Layout: ``DIR/disks/*``, ``DIR/vm.json``, ``DIR/state/memory.bin`` and
+``DIR/state/memory.json`` (when the checkpoint has memory), ``DIR/checkpoint.json``.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from pathlib import Path
 
 from pyhv.atomicfile import write_atomic
 from pyhv.checkpoints.planner import with_disk_paths
+from pyhv.checkpoints.saved_state import info_bytes
 from pyhv.checkpoints.tree import Checkpoint
 from pyhv.errors import ConflictError, UsageError
 from pyhv.model import VmConfig
 from pyhv.storage import open_image
 from pyhv.storage.operations import set_parent
 
-DISKS_FOLDER = "Virtual Hard Disks"
+DISKS_FOLDER = "disks"  # the names Import-VM reads (pyhv.service.transfer)
+MEMORY_FILE = Path("state") / "memory.bin"
+MEMORY_INFO_FILE = Path("state") / "memory.json"
 
 
 def export_checkpoint(node: Checkpoint, folder: Path) -> Path:
@@ -61,8 +68,9 @@ def _export(node: Checkpoint, folder: Path) -> None:
     config = with_disk_paths(VmConfig.model_validate(node.config), tops)
     write_atomic(folder / "vm.json", config.model_dump_json(indent=2).encode() + b"\n")
     if node.memory_state is not None:
-        (folder / "state").mkdir()
-        shutil.copyfile(node.memory_state, folder / "state" / "memory.bin")
+        (folder / MEMORY_FILE).parent.mkdir()
+        shutil.copyfile(node.memory_state, folder / MEMORY_FILE)
+        write_atomic(folder / MEMORY_INFO_FILE, info_bytes(node.resumes_paused))
     meta = node.model_copy(update={"disks": tops, "config": config.model_dump(mode="json")})
     write_atomic(folder / "checkpoint.json", meta.model_dump_json(indent=2).encode() + b"\n")
 

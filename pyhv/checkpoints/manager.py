@@ -3,8 +3,9 @@
 An Off VM's checkpoints are disks only; a Saved VM's take a copy of its saved state too.
 Of a Running or Paused VM the worker swaps the disks inside its storage provider at the
 instant it saves the memory (:mod:`pyhv.checkpoints.online`); a production checkpoint freezes
-the guest's file systems instead and keeps no memory. Applying turns the VM off first and,
-when the checkpoint has memory, restores it (Running again, or Saved as it was). Removing
+the guest's file systems instead and keeps no memory. Applying a checkpoint with memory to a
+live VM replaces only its QEMU, in its worker; otherwise applying turns the VM off first and,
+when the checkpoint has memory, restores it (Running or Paused again, or Saved as it was). Removing
 works while the VM runs: a merge of the disk it runs on is done online by its worker.
 
 One operation per VM at a time: an exclusive ``flock`` on ``checkpoints/.lock``.
@@ -26,6 +27,7 @@ from pyhv.checkpoints.export import export_checkpoint
 from pyhv.checkpoints.journal import Journal, load_journal
 from pyhv.checkpoints.online import LIVE, OnlineVm
 from pyhv.checkpoints.recovery import Direction, Recovery, plan_recovery
+from pyhv.checkpoints.saved_state import saved_paused
 from pyhv.checkpoints.steps import SwapRunning
 from pyhv.checkpoints.store import JOURNAL_FILE, LOCK_FILE, TREE_FILE, load_tree, save_tree
 from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
@@ -84,6 +86,7 @@ class CheckpointManager:
                 state,
                 memory_file=str(self._dir(config) / f"{checkpoint_id.upper()}{MEMORY_SUFFIX}"),
                 saved_state=str(self.paths.vm_saved_state(config.id)),
+                saved_paused=saved_paused(self.paths.vm_saved_state_info(config.id)),
             )
             plan = planner.plan_create(
                 tree,
@@ -123,24 +126,35 @@ class CheckpointManager:
         return node
 
     def apply(self, vm: str, name: str, progress: Progress | None = None) -> Checkpoint:
-        """Restore-VMCheckpoint: the current state is discarded (a running VM is turned off),
-        and a checkpoint with memory comes back Running, or Saved if it was taken Saved."""
+        """Restore-VMCheckpoint: the current state is discarded, and a checkpoint with memory
+        comes back as it was taken: Running, Paused, or Saved.
+
+        A live VM whose devices are those of the checkpoint stays up: its worker runs on
+        from the checkpoint's memory in a new QEMU (:func:`planner.applies_live`). Otherwise
+        the VM is turned off first and started again from the memory.
+        """
         with self.held(vm) as config:
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
             online = OnlineVm(self.paths, config)
-            online.turn_off()
+            live = self._state(config) in LIVE and planner.applies_live(config, target)
+            if not live:
+                online.turn_off()
             plan = planner.plan_apply(
                 tree,
                 config,
                 target,
                 image_id=str(uuid.uuid4()),
                 saved_state=str(self.paths.vm_saved_state(config.id)),
+                live=live,
             )
             if target.memory_state is not None:
                 self.paths.vm_state_dir(config.id).mkdir(parents=True, exist_ok=True)
-            self._runner(config, progress).run(Journal.of(plan))
-            if target.memory_state is not None and target.vm_state in LIVE:
+            self._runner(config, progress).run(Journal.of(plan, online=live))
+            # Saved: restored from the memory now (an apply in the worker that could not
+            # load it leaves the VM Saved too, and this start says why it fails).
+            restore = target.vm_state in LIVE and self._state(config) == VmState.SAVED
+            if target.memory_state is not None and restore:
                 online.restore()
             return target
 
@@ -254,6 +268,7 @@ class CheckpointManager:
             folder / JOURNAL_FILE,
             progress,
             OnlineVm(self.paths, config).merge,
+            OnlineVm(self.paths, config).apply,
         )
 
     def _dir(self, config: VmConfig) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pyhv.checkpoints.collect import collect, detached
 from pyhv.checkpoints.steps import (
+    ApplyRunning,
     CopyFile,
     CreateDiff,
     Delete,
@@ -34,6 +35,10 @@ from pyhv.storage import ImageFormat, format_for_name
 
 _ID_SUFFIX = re.compile(r"_[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$")
 _CHILD_EXTENSION = {ImageFormat.VHDX: ".avhdx", ImageFormat.VHD: ".avhd"}
+LIVE = (VmState.RUNNING, VmState.PAUSED)
+# What a VM's QEMU and worker do not depend on: two configurations that differ only here
+# (and in the writable disks' files) run on the same command line.
+_NOT_DEVICES = ("name", "notes", "automatic_start_action", "automatic_stop_action")
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class Moment:
     state: VmState = VmState.OFF
     memory_file: str | None = None
     saved_state: str | None = None
+    saved_paused: bool = False  # a Saved VM's saved state resumes Paused
 
 
 def plan_create(
@@ -122,6 +128,8 @@ def plan_create(
             )
     new_paths = {key: child_path(path, checkpoint_id) for key, path in disks.items()}
     pre, memory = _taking(moment, kind, disks, new_paths, config.name)
+    saved_paused = moment.state == VmState.SAVED and moment.saved_paused
+    paused = moment.state == VmState.PAUSED or saved_paused
     node = Checkpoint(
         id=checkpoint_id,
         name=name,
@@ -131,6 +139,7 @@ def plan_create(
         disks=disks,
         memory_state=memory,
         vm_state=moment.state if memory is not None else VmState.OFF,
+        resumes_paused=memory is not None and paused,
         config=config.model_dump(mode="json"),
     )
     new_tree = tree.with_checkpoint(node, {new_paths[k]: disks[k] for k in disks})
@@ -151,7 +160,7 @@ def _taking(
     vm_name: str,
 ) -> tuple[list[Step], str | None]:
     """The steps that make the new files, and the memory file the checkpoint gets."""
-    if moment.state in (VmState.RUNNING, VmState.PAUSED):
+    if moment.state in LIVE:
         production = kind == CheckpointType.PRODUCTION
         if production and moment.state == VmState.PAUSED:
             raise StateError(
@@ -167,6 +176,25 @@ def _taking(
     return creates, None
 
 
+def applies_live(config: VmConfig, target: Checkpoint) -> bool:
+    """Whether ``target`` can be applied to the VM while it runs, by its worker starting a
+    new QEMU from the checkpoint's memory: the checkpoint holds a live VM's memory and the
+    VM has the devices it had then (only the writable disks' files differ), so the worker's
+    storage provider and QEMU command line fit it as they are."""
+    if target.memory_state is None or target.vm_state not in LIVE:
+        return False
+    return _devices(VmConfig.model_validate(target.config)) == _devices(config)
+
+
+def _devices(config: VmConfig) -> dict[str, object]:
+    data = config.model_dump(mode="json", exclude=set(_NOT_DEVICES))
+    for controller in data["scsi_controllers"]:
+        for disk in controller["disks"]:
+            if not disk["read_only"]:
+                disk["path"] = None
+    return data
+
+
 def plan_apply(
     tree: CheckpointTree,
     config: VmConfig,
@@ -174,10 +202,16 @@ def plan_apply(
     *,
     image_id: str,
     saved_state: str,
+    live: bool = False,
 ) -> Plan:
     """Go back to ``target``: its configuration (keeping today's VM name), new differencing
     disks on its images, its memory as the VM's saved state when it has one. The current
-    disks are dropped unless something else reads them."""
+    disks are dropped unless something else reads them.
+
+    With ``live`` (see :func:`applies_live`; the VM runs) the running VM's worker takes the
+    new disks and the memory after the commit instead, and the VM runs on: a crash before
+    that step leaves the worker on the old disks, and recovery runs the step again.
+    """
     new_paths = {key: child_path(path, image_id) for key, path in target.disks.items()}
     restored = VmConfig.model_validate({**target.config, "name": config.name})
     new_config = with_disk_paths(restored, new_paths)
@@ -185,9 +219,13 @@ def plan_apply(
     moved = tree.moved_to(target.id).model_copy(update={"images": images})
     pre: list[Step] = [CreateDiff(path=new_paths[k], parent=target.disks[k]) for k in new_paths]
     post: list[Step] = []
-    if target.memory_state is not None:
+    paused = target.resumes_paused
+    if live and target.memory_state is not None:
+        memory = target.memory_state
+        post.append(ApplyRunning(apply_id=image_id, disks=new_paths, memory=memory, paused=paused))
+    elif target.memory_state is not None:
         pre.append(CopyFile(src=target.memory_state, dst=saved_state))
-        post.append(MarkSaved())
+        post.append(MarkSaved(paused=paused))
     return _finish("apply", pre, _kept(tree, config), moved, new_config, post)
 
 

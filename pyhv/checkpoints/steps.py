@@ -61,9 +61,25 @@ class WriteConfig(_Step):
 
 
 class MarkSaved(_Step):
-    """Record the VM as Saved: its saved state is a checkpoint's memory, restored at start."""
+    """Record the VM as Saved: its saved state is a checkpoint's memory, restored at start
+    (Paused with ``paused``)."""
 
     kind: Literal["mark_saved"] = "mark_saved"
+    paused: bool = False
+
+
+class ApplyRunning(_Step):
+    """The live VM's worker continues each disk (``"controller:slot"``) in its new child,
+    made by the steps before the commit, and runs from ``memory`` in a new QEMU, Paused with
+    ``paused``. A VM that is not live any more (its worker died) gets ``memory`` as its saved
+    state instead and is Saved, as an offline apply leaves it. The worker remembers
+    ``apply_id`` (unique per apply): running the step again once it is done does nothing."""
+
+    kind: Literal["apply_running"] = "apply_running"
+    apply_id: str
+    disks: dict[str, str]
+    memory: str
+    paused: bool = False
 
 
 class Merge(_Step):
@@ -82,7 +98,15 @@ class Delete(_Step):
 
 
 Step = Annotated[
-    CreateDiff | CopyFile | SwapRunning | WriteTree | WriteConfig | MarkSaved | Merge | Delete,
+    CreateDiff
+    | CopyFile
+    | SwapRunning
+    | WriteTree
+    | WriteConfig
+    | MarkSaved
+    | ApplyRunning
+    | Merge
+    | Delete,
     Field(discriminator="kind"),
 ]
 

@@ -46,6 +46,8 @@ class Checkpoint(BaseModel):
     disks: dict[str, str]  # "controller:slot" -> the image this checkpoint froze
     memory_state: str | None = None
     vm_state: VmState = VmState.OFF  # what applying it with its memory brings back
+    # Its memory resumes Paused: taken Paused, or of a VM saved while Paused.
+    resumes_paused: bool = False
     paused_ms: float | None = None  # how long the running guest was stopped to take it
     config: dict[str, Any]  # the VmConfig as JSON, as it was
 

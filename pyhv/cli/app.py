@@ -1,7 +1,8 @@
 """The ``pyhv`` command tree; each noun lives in its own module and registers here.
 
 Nouns are imported only when the command line names them: ``pyhv vhd info`` should not pay
-for loading the VM, service client and guest-kit code (half a second of start-up).
+for loading the VM, service client and guest-kit code (half a second of start-up). The power
+verbs of ``pyhv vm`` skip typer altogether (:mod:`pyhv.cli.vm_power`).
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-
-import click
-import typer
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pyhv.errors import PyhvError
+
+if TYPE_CHECKING:
+    import typer
 
 NOUNS: dict[str, tuple[str, str]] = {
     "vhd": ("pyhv.cli.vhd", "Create, inspect, check and edit virtual hard disks."),
@@ -26,6 +29,8 @@ NOUNS: dict[str, tuple[str, str]] = {
 
 def build_app(only: str | None = None) -> typer.Typer:
     """The command tree with every noun, or just ``only`` when the command line names one."""
+    import typer
+
     root = typer.Typer(
         name="pyhv",
         help="A Hyper-V-style virtualization host for Linux.",
@@ -56,13 +61,6 @@ def fail(message: str, code: int) -> None:
     raise SystemExit(code)
 
 
-# Typer >= 0.20 vendors click; its errors then derive from TyperException, not click's.
-_CLI_ERRORS: tuple[type[Exception], ...] = (
-    click.ClickException,
-    getattr(typer, "TyperException", click.ClickException),
-)
-
-
 def _usage_line(e: Exception) -> tuple[str, int]:
     """Click's usage errors as one line naming the command, and their exit code (2)."""
     ctx = getattr(e, "ctx", None)
@@ -73,12 +71,35 @@ def _usage_line(e: Exception) -> tuple[str, int]:
     return f"{where}{fmt() if fmt else e}{hint}", code
 
 
+def _typer_main(argv: list[str]) -> object:
+    """The command through typer; click's usage errors become one line too."""
+    import click
+    import typer
+
+    # Typer >= 0.20 vendors click; its errors then derive from TyperException, not click's.
+    cli_errors = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+    try:
+        return build_app(_noun(argv))(args=argv, prog_name="pyhv", standalone_mode=False)
+    except typer.Abort:
+        fail("interrupted", 130)
+    except cli_errors as e:
+        line, code = _usage_line(e)
+        if not getattr(e, "format_message", lambda: "x")():  # help shown for a bare group
+            raise SystemExit(code) from None
+        fail(line, code)
+    return None
+
+
 def main() -> None:
     """Run the CLI: expected errors become one line on stderr and an exit code, no traceback."""
+    from pyhv.cli.vm_power import quick_command
+
     debug = bool(os.environ.get("PYHV_DEBUG"))
     argv = sys.argv[1:]
+    quick = quick_command(argv)
+    run: Callable[[], object] = quick if quick is not None else lambda: _typer_main(argv)
     try:
-        code = build_app(_noun(argv))(args=argv, prog_name="pyhv", standalone_mode=False)
+        code = run()
     except PyhvError as e:
         if debug:
             raise
@@ -88,12 +109,6 @@ def main() -> None:
             raise
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         fail(f"{e.strerror or e}{where}", 1)
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt:
         fail("interrupted", 130)
-    except _CLI_ERRORS as e:
-        line, code = _usage_line(e)
-        if not getattr(e, "format_message", lambda: "x")():  # help shown for a bare group
-            raise SystemExit(code) from None
-        fail(line, code)
-    else:
-        raise SystemExit(code if isinstance(code, int) else 0)
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -11,28 +11,31 @@ from __future__ import annotations
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from websockets.sync.client import ClientConnection
 
-from pyhv.client import PyhvClient
+from pyhv.client import PyhvClient, VmStateLine
 from pyhv.errors import StateError
-from pyhv.model import DvdDrive, VmConfig, VmState, VmStatus
-from pyhv.service.commands import Power
-from pyhv.service.jobs import Job
-from pyhv.service.schemas import (
-    DiskAdd,
-    DiskQos,
-    DiskSlot,
-    ExecOutput,
-    HostInfo,
-    VmDisks,
-    VmSample,
-    VmSummary,
-    VmView,
-)
+from pyhv.service.operations import Power
+
+if TYPE_CHECKING:
+    import typer
+    from websockets.sync.client import ClientConnection
+
+    from pyhv.model import DvdDrive, VmConfig, VmState
+    from pyhv.service.jobs import Job
+    from pyhv.service.schemas import (
+        DiskAdd,
+        DiskQos,
+        DiskSlot,
+        ExecOutput,
+        HostInfo,
+        VmDisks,
+        VmSample,
+        VmSummary,
+        VmView,
+    )
 
 SOCKET_ENV = "PYHV_SOCKET"
 URL_ENV = "PYHV_URL"
@@ -94,7 +97,7 @@ class Backend:
         return view, self._sample(view.config.id, view.status.state)
 
     def _sample(self, vm: str, state: VmState) -> VmSample | None:
-        if state not in (VmState.RUNNING, VmState.PAUSED):
+        if state not in ("Running", "Paused"):
             return None
         try:
             return self.client.stats(vm)
@@ -108,22 +111,30 @@ class Backend:
         *,
         ready_timeout_s: float | None = None,
         shutdown_timeout_s: float | None = None,
-    ) -> VmStatus:
-        """Run a power operation as a job, showing its progress; the VM's status afterwards.
+    ) -> VmStateLine:
+        """Run a power operation as a job, showing its progress; the VM's state afterwards.
+
+        Builds no model on the way: this is the path of ``pyhv vm start`` and friends, whose
+        start-up time is part of every VM start.
 
         :raises PyhvError: what the operation was refused or failed with.
         """
-        job = self.client.power(
+        job = self.client.power_job(
             name, op, ready_timeout_s=ready_timeout_s, shutdown_timeout_s=shutdown_timeout_s
         )
-        self.follow(job, f"VM '{name}': {_VERB[op]}")
-        return self.client.get_vm(name).status
+        self._follow(str(job["id"]), int(job["progress"]), f"VM '{name}': {_VERB[op]}")
+        return self.client.vm_state(name)
 
     def follow(self, job: Job, label: str) -> None:
         """Show the job's progress until it ends.
 
         :raises PyhvError: what the job failed with.
         """
+        self._follow(job.id, job.progress, label)
+
+    def _follow(self, job_id: str, progress_now: int, label: str) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         columns = (
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -132,9 +143,9 @@ class Backend:
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=self._out, transient=True) as progress:
-            task = progress.add_task(label, total=100, completed=job.progress)
-            self.client.wait_job(
-                job.id, JOB_TIMEOUT_S, lambda j: progress.update(task, completed=j.progress)
+            task = progress.add_task(label, total=100, completed=progress_now)
+            self.client.follow_job(
+                job_id, JOB_TIMEOUT_S, lambda j: progress.update(task, completed=j["progress"])
             )
 
     def exec(self, name: str, argv: list[str], timeout_s: float) -> ExecOutput:

@@ -9,11 +9,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pyhv.cli import vm_console, vm_disk, vm_render
+from pyhv.cli import vm_disk, vm_power
 from pyhv.cli.backend import SOCKET_HELP, backend_of, connect
-from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmStatus, make_vm_config
-from pyhv.service.commands import Power
-from pyhv.units import MiB, parse_size
+from pyhv.service.operations import Power
 
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(vm_disk.disk_app, name="disk", help="Attach, detach and list a VM's disks.")
@@ -29,11 +27,6 @@ def options(
     ctx.obj = connect(socket)
 
 
-def _print_state(name: str, status: VmStatus) -> None:
-    reason = f" ({status.reason})" if status.reason else ""
-    Console().print(f"VM '{name}' is {status.display_state}{reason}")
-
-
 @app.command("new")
 def new(
     ctx: typer.Context,
@@ -47,6 +40,9 @@ def new(
     disk: list[Path] = typer.Option([], "--disk", help="Attach a disk (SCSI 0, next slot)."),
 ) -> None:
     """Create a VM (New-VM). Disks given with --disk go on SCSI controller 0, slots 0, 1, …"""
+    from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
+    from pyhv.units import MiB, parse_size
+
     boot = None
     if kernel is not None:
         boot = KernelBoot(
@@ -70,6 +66,8 @@ def list_vms(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """List VMs with state, CPU, memory and uptime (Get-VM)."""
+    from pyhv.cli import vm_render
+
     rows = backend_of(ctx).vms()
     if as_json:
         print(json.dumps([vm_render.summary_json(v, x) for v, x in rows], indent=2))
@@ -82,6 +80,8 @@ def show(
     ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """Configuration, state and statistics of one VM."""
+    from pyhv.cli import vm_render
+
     view, sample = backend_of(ctx).vm(name)
     if as_json:
         print(json.dumps(vm_render.vm_json(view, sample), indent=2))
@@ -94,13 +94,12 @@ def start(
     ctx: typer.Context,
     name: str,
     wait_ready: bool = typer.Option(False, "--wait-ready", help="Wait for the guest's ready line."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the ready line."),
+    timeout: float = typer.Option(
+        vm_power.START_TIMEOUT_S, "--timeout", help="Seconds to wait for the ready line."
+    ),
 ) -> None:
     """Start a VM, or restore it when Saved (Start-VM)."""
-    status = backend_of(ctx).power(
-        name, Power.START, ready_timeout_s=timeout if wait_ready else None
-    )
-    _print_state(name, status)
+    vm_power.start(backend_of(ctx), name, wait_ready=wait_ready, timeout=timeout)
 
 
 @app.command("stop")
@@ -109,37 +108,32 @@ def stop(
     name: str,
     turn_off: bool = typer.Option(False, "--turn-off", help="Power off at once."),
     save: bool = typer.Option(False, "--save", help="Save memory and device state to disk."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for the guest."),
+    timeout: float = typer.Option(
+        vm_power.STOP_TIMEOUT_S, "--timeout", help="Seconds to wait for the guest."
+    ),
 ) -> None:
     """Shut a VM down with the ACPI power button, turning it off after --timeout (Stop-VM)."""
     if turn_off and save:
         raise typer.BadParameter("choose one of --turn-off and --save")
-    backend = backend_of(ctx)
-    if save:
-        status = backend.power(name, Power.SAVE)
-    elif turn_off:
-        status = backend.power(name, Power.TURN_OFF)
-    else:
-        status = backend.power(name, Power.STOP, shutdown_timeout_s=timeout)
-    _print_state(name, status)
+    vm_power.stop(backend_of(ctx), name, turn_off=turn_off, save=save, timeout=timeout)
 
 
 @app.command("pause")
 def pause(ctx: typer.Context, name: str) -> None:
     """Pause a running VM (Suspend-VM)."""
-    _print_state(name, backend_of(ctx).power(name, Power.PAUSE))
+    vm_power.simple(backend_of(ctx), name, Power.PAUSE)
 
 
 @app.command("resume")
 def resume(ctx: typer.Context, name: str) -> None:
     """Resume a paused VM (Resume-VM)."""
-    _print_state(name, backend_of(ctx).power(name, Power.RESUME))
+    vm_power.simple(backend_of(ctx), name, Power.RESUME)
 
 
 @app.command("restart")
 def restart(ctx: typer.Context, name: str) -> None:
     """Reset a running VM (Restart-VM)."""
-    _print_state(name, backend_of(ctx).power(name, Power.RESTART))
+    vm_power.simple(backend_of(ctx), name, Power.RESTART)
 
 
 @app.command("console")
@@ -153,6 +147,8 @@ def console(
     if log:
         sys.stdout.buffer.write(backend.console_log(name))
         return
+    from pyhv.cli import vm_console
+
     with backend.console(name) as conn:
         vm_console.attach(conn, name)
 

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
 from pyhv.cli.backend import backend_of
-from pyhv.cli.vm_render import disk_qos
 from pyhv.errors import UsageError
-from pyhv.model import DiskStats
-from pyhv.service.schemas import DiskAdd, DiskQos, DiskRow, VmDisks
 from pyhv.units import format_size, parse_size
+
+if TYPE_CHECKING:
+    from pyhv.model import DiskStats
+    from pyhv.service.schemas import DiskRow, VmDisks
 
 disk_app = typer.Typer(no_args_is_help=True)
 dvd_app = typer.Typer(no_args_is_help=True)
@@ -50,6 +51,8 @@ def add(
     max_bandwidth: str | None = typer.Option(None, "--max-bandwidth", help=MAX_BW_HELP),
 ) -> None:
     """Attach a disk image; a running VM sees it appear at once (hot-add)."""
+    from pyhv.service.schemas import DiskAdd
+
     request = DiskAdd(
         path=str(path.resolve()),
         controller=controller,
@@ -86,6 +89,8 @@ def set_qos(
     max_bandwidth: str | None = typer.Option(None, "--max-bandwidth", help=MAX_BW_HELP),
 ) -> None:
     """Change a disk's Storage QoS limits; live on a running VM. Unnamed limits stay."""
+    from pyhv.service.schemas import DiskQos
+
     qos = DiskQos(max_iops=_iops(max_iops), max_bytes_per_sec=_bandwidth(max_bandwidth))
     backend_of(ctx).set_disk_qos(name, controller, slot, qos)
     Console().print(f"QoS of SCSI {controller}:{slot} of VM '{name}' set")
@@ -130,6 +135,8 @@ def io_cell(st: DiskStats) -> str:
 
 
 def row_cells(r: DiskRow) -> list[str]:
+    from pyhv.cli.vm_render import disk_qos
+
     kind = f"{r.info.format} {r.info.disk_type}" if r.info else f"? ({r.error})"
     size = format_size(r.info.size) if r.info else "?"
     io = io_cell(r.stats) if r.stats is not None else ""

@@ -29,7 +29,7 @@ from pyhv.inventory import Inventory
 from pyhv.paths import HomePaths, check_socket_path
 from pyhv.service import default_socket
 from pyhv.service.api.deps import Services
-from pyhv.service.app import build_app
+from pyhv.service.app import listener_app
 from pyhv.service.auth import (
     PYHV_GROUP,
     LocalAuthenticator,
@@ -43,6 +43,7 @@ from pyhv.service.manager import VmManager
 from pyhv.service.policies import detect_cgroups
 from pyhv.service.porting import VmPorter
 from pyhv.service.supervisor import WorkerSupervisor
+from pyhv.worker.spawner import ForkServer
 
 log = logging.getLogger("pyhv.service")
 
@@ -140,6 +141,7 @@ def _config(app: object, **kwargs: object) -> uvicorn.Config:
         lifespan="off",
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # pyhvd is no proxy's backend: trust no X-Forwarded-* header
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -150,26 +152,30 @@ async def serve(opts: Options) -> None:
     events = EventBus()
     jobs = Jobs(events)
     roots = StorageRoots(storage_roots(paths.home))
+    # Workers fork from a process that has imported them already: a VM start skips Python's
+    # start-up. It imports in the background while pyhvd comes up.
+    forkserver = ForkServer()
+    forkserver.start()
     manager = VmManager(
         Inventory(paths),
         events,
         jobs,
         roots,
         HostResources.detect(),
-        WorkerSupervisor(paths),
+        WorkerSupervisor(paths, forkserver),
         detect_cgroups(),
     )
     services = Services(manager=manager, porter=VmPorter(manager), jobs=jobs, events=events)
     sock = bind_unix_socket(opts.socket)
     servers = [
-        _Server(_config(build_app(services, LocalAuthenticator()), http=PeerCheckedProtocol))
+        _Server(_config(listener_app(services, LocalAuthenticator()), http=PeerCheckedProtocol))
     ]
     if opts.tcp is not None:
         tokens = TokenAuthenticator(paths.home / "tokens.json")
         servers.append(
             _Server(
                 _config(
-                    build_app(services, tokens),
+                    listener_app(services, tokens),
                     host=opts.tcp[0],
                     port=opts.tcp[1],
                     ssl_certfile=opts.tls_cert,
@@ -194,6 +200,7 @@ async def serve(opts: Options) -> None:
     finally:
         await jobs.close()
         await manager.close()
+        await asyncio.to_thread(forkserver.close)
         opts.socket.unlink(missing_ok=True)
 
 

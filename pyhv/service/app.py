@@ -1,4 +1,4 @@
-"""Builds the FastAPI app of one listener: the shared services plus that listener's authenticator.
+"""Builds the ASGI app of one listener: the shared services plus that listener's authenticator.
 
 pyhvd serves the unix socket and the optional TCP port from two app instances over the same
 services, so each listener authenticates its own way while both see one state.
@@ -7,6 +7,7 @@ services, so each listener authenticates its own way while both see one state.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 import pyhv
 from pyhv.service.api import errors, routes
@@ -16,6 +17,7 @@ from pyhv.service.auth import Authenticator
 
 
 def build_app(services: Services, authenticator: Authenticator) -> FastAPI:
+    """The full API: every route, its dependencies and error handlers."""
     app = FastAPI(
         title="pyhvd",
         version=pyhv.__version__,
@@ -26,5 +28,9 @@ def build_app(services: Services, authenticator: Authenticator) -> FastAPI:
     app.state.authenticator = authenticator
     errors.install(app)
     routes.mount(app)
-    app.add_middleware(CachedReads, services=services, authenticator=authenticator)
     return app
+
+
+def listener_app(services: Services, authenticator: Authenticator) -> ASGIApp:
+    """What a listener serves: the two hottest reads answered before FastAPI sees them."""
+    return CachedReads(build_app(services, authenticator), services.manager, authenticator)

@@ -88,28 +88,33 @@ class LocalAuthenticator:
 
 
 class TokenAuthenticator:
-    """Tokens from tokens.json, re-read when the file changes: revoking needs no restart."""
+    """Tokens from tokens.json, re-read when the file changes: revoking needs no restart.
+
+    Every request stats the file (a revoked token fails on the very next request); the path
+    string and the encoded tokens are kept ready because this runs on every TCP request.
+    """
 
     def __init__(self, path: Path) -> None:
-        self._path = path
+        self._path = str(path)
         self._stamp: tuple[int, int] | None = None
-        self._entries: list[_TokenEntry] = []
+        self._tokens: list[tuple[bytes, Principal]] = []
 
     def _reload(self) -> None:
         try:
-            st = self._path.stat()
+            st = os.stat(self._path)
         except FileNotFoundError:
-            self._stamp, self._entries = None, []
+            self._stamp, self._tokens = None, []
             return
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return
         try:
-            self._entries = load_tokens(self._path)
+            entries = load_tokens(Path(self._path))
         except ConfigError as err:
             # The server's file is broken, not the caller's request: nobody gets in.
             log.error("%s", err)
             raise AuthenticationError(f"pyhvd cannot check tokens: {err}") from err
+        self._tokens = [(e.token.encode(), Principal(e.name, e.role)) for e in entries]
         self._stamp = stamp
 
     def authenticate(self, authorization: str | None) -> Principal:
@@ -119,9 +124,9 @@ class TokenAuthenticator:
             raise AuthenticationError("no bearer token: send 'Authorization: Bearer <token>'")
         self._reload()
         given = token.strip().encode()
-        for entry in self._entries:
-            if hmac.compare_digest(entry.token.encode(), given):
-                return Principal(entry.name, entry.role)
+        for known, principal in self._tokens:
+            if hmac.compare_digest(known, given):
+                return principal
         raise AuthenticationError("unknown bearer token: check the token or ask an admin for one")
 
 

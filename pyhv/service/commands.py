@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from pyhv.model import VmConfig
+from pyhv.service.operations import Power
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import ExecRequest, VmPatch
-
-
-class Power(StrEnum):
-    """The power operations of the API, each a path segment of ``POST /vms/{id}/<op>``."""
-
-    START = "start"
-    STOP = "stop"
-    TURN_OFF = "turn-off"
-    SAVE = "save"
-    PAUSE = "pause"
-    RESUME = "resume"
-    RESTART = "restart"
 
 
 @dataclass(frozen=True)
@@ -51,3 +39,6 @@ class PowerVm:
 class ExecInVm:
     vm: str
     request: ExecRequest
+
+
+__all__ = ["CreateVm", "ExecInVm", "Power", "PowerVm", "RemoveVm", "UpdateVm"]

@@ -12,15 +12,24 @@ import shutil
 import uuid
 from pathlib import Path
 
+from pyhv.atomicfile import write_atomic
 from pyhv.errors import ConflictError, StateError
-from pyhv.model import VmConfig, VmState
+from pyhv.model import VmConfig, VmState, VmStatus
 from pyhv.service.commands import CreateVm
 from pyhv.service.confine import confine_config
 from pyhv.service.jobs import Job, JobContext
 from pyhv.service.manager import VmManager
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import CompatibilityReport, ExportRequest, ImportMode, ImportRequest
-from pyhv.service.transfer import SAVED_STATE, compare, copy_vm_files, export_vm, read_export
+from pyhv.service.transfer import (
+    SAVED_STATE,
+    SAVED_STATE_INFO,
+    compare,
+    copy_vm_files,
+    export_vm,
+    read_export,
+)
+from pyhv.worker.status_file import write_status
 
 IMPORTED_FOLDER = "imported"
 
@@ -95,6 +104,8 @@ class VmPorter:
     ) -> None:
         saved = folder / SAVED_STATE
         saved_state = saved if saved.exists() else None
+        info = folder / SAVED_STATE_INFO
+        saved_info = info.read_bytes() if saved_state and info.exists() else None
         if mode != ImportMode.REGISTER:
             new_id = str(uuid.uuid4()) if mode == ImportMode.COPY_NEW_ID else config.id
             dest = self.m.roots.default / IMPORTED_FOLDER / new_id
@@ -103,8 +114,16 @@ class VmPorter:
             saved_state = dest / SAVED_STATE if saved_state else None
         view = await self.m.create(CreateVm(config, policy))
         if saved_state is not None:
+            if saved_info is not None:  # first: a saved state never lacks its run state
+                info_path = self.m.paths.vm_saved_state_info(view.config.id)
+                info_path.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(write_atomic, info_path, saved_info)
             target = self.m.paths.vm_saved_state(view.config.id)
             await asyncio.to_thread(_place_saved_state, saved_state, target, mode)
+            # A new status file, so the next scan reads the VM as Saved (the scan re-reads
+            # only status files that changed, and the new VM's has not yet).
+            status = VmStatus(state=VmState.SAVED, reason="imported with its saved state")
+            await asyncio.to_thread(write_status, self.m.paths.vm_status(view.config.id), status)
             await self.m.refresh()
 
 

@@ -15,6 +15,7 @@ from pyhv.model import VmConfig, VmStatus
 from pyhv.paths import HomePaths
 from pyhv.worker.client import WorkerClient
 from pyhv.worker.launcher import start_worker
+from pyhv.worker.spawner import Spawner
 
 
 class Supervisor(Protocol):
@@ -43,11 +44,15 @@ class Supervisor(Protocol):
 
 
 class WorkerSupervisor:
-    def __init__(self, paths: HomePaths) -> None:
+    """``spawner`` makes the worker processes: pyhvd passes its warm fork server; without one
+    every worker starts afresh."""
+
+    def __init__(self, paths: HomePaths, spawner: Spawner | None = None) -> None:
         self.paths = paths
+        self.spawner = spawner
 
     def launch(self, config: VmConfig, *, restore: bool) -> None:
-        start_worker(self.paths, config, restore=restore)
+        start_worker(self.paths, config, restore=restore, spawner=self.spawner)
 
     def call(
         self, config: VmConfig, op: str, timeout_s: float, args: dict[str, Any] | None = None

@@ -2,7 +2,8 @@
 
 An export folder holds ``vm.json`` and ``policy.json`` (disk paths point into the folder),
 ``disks/`` with every disk and each one's whole differencing chain (links rewritten to the
-copies), and ``state/memory.bin`` when the VM was Saved. Everything is written under a
+copies), and ``state/memory.bin`` when the VM was Saved, with ``state/memory.json`` (the run
+state it resumes in) when there is one. Everything is written under a
 temporary name and renamed into place last, so a failed export leaves no half folder.
 These functions do file I/O only; the manager decides when they may run.
 """
@@ -28,6 +29,7 @@ Progress = Callable[[int], None]
 CONFIG_NAME = "vm.json"
 POLICY_NAME = "policy.json"
 SAVED_STATE = Path("state") / "memory.bin"
+SAVED_STATE_INFO = Path("state") / "memory.json"  # the run state it resumes in
 COPY_CHUNK = 8 * 1024 * 1024
 
 
@@ -94,6 +96,9 @@ def export_vm(
     saved = paths.vm_saved_state(config.id)
     try:
         copied = copy_vm_files(config, saved if saved.exists() else None, tmp, progress)
+        info = paths.vm_saved_state_info(config.id)
+        if saved.exists() and info.exists():
+            shutil.copyfile(info, tmp / SAVED_STATE_INFO)
         (tmp / CONFIG_NAME).write_text(copied.model_dump_json(indent=2) + "\n")
         (tmp / POLICY_NAME).write_text(policy.model_dump_json(indent=2) + "\n")
         os.rename(tmp, dest)

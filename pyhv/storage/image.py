@@ -150,6 +150,16 @@ class DiskImage(ABC):
     @abstractmethod
     def read(self, offset: int, length: int) -> bytes: ...
 
+    def read_cached(self, offset: int, length: int) -> bytes | None:
+        """The data if it can be had without blocking (page cache, no lock to wait for), else
+        None, and then :meth:`read` must be used (in a thread).
+
+        Why: the NBD provider serves cached reads on its event loop instead of paying a thread
+        hand-off per request. Never raises for I/O errors or bad ranges: None hands those to
+        :meth:`read`, which reports them. Default: never cached.
+        """
+        return None
+
     @abstractmethod
     def write(self, offset: int, data: bytes) -> None: ...
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pyhv.errors import UnsupportedFeature, UsageError
 from pyhv.storage.fileio import (
+    CachedReads,
     create_new,
     data_runs,
     os_errors,
@@ -42,6 +43,7 @@ class RawImage(DiskImage):
             st = os.fstat(self.fd)
             self._size = os.lseek(self.fd, 0, os.SEEK_END)  # st_size is 0 for block devices
         self.disk_type = DiskType.DYNAMIC if st.st_blocks * 512 < st.st_size else DiskType.FIXED
+        self._cached = CachedReads(self.fd)
 
     @property
     def size(self) -> int:
@@ -51,6 +53,11 @@ class RawImage(DiskImage):
         self.check_range(offset, length)
         with os_errors(self.path, "read"):
             return pread_exact(self.fd, length, offset)
+
+    def read_cached(self, offset: int, length: int) -> bytes | None:
+        if self.closed or offset < 0 or length < 0 or offset + length > self._size:
+            return None
+        return self._cached.read(offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
         self._check_writable()

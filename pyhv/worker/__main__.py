@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     except PyhvError as e:
         print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
+    except OSError as e:  # e.g. PYHV_HOME removed under a starting worker
+        where = f": {e.filename}" if e.filename else ""
+        print(f"{ERROR_PREFIX}{e.strerror or e}{where}", file=sys.stderr)
+        raise SystemExit(1) from None
     raise SystemExit(code)
 
 

@@ -1,6 +1,11 @@
-"""A checkpoint's disk half, run by the worker while the guest is stopped: every disk's
-current image becomes the frozen checkpoint image and the export continues in a new
-differencing child, created here (after the flush) so it names the parent's final identity.
+"""A checkpoint's disk half: every disk's current image becomes the frozen checkpoint image
+and the export continues in a new differencing child.
+
+The children are made while the guest still runs (:func:`make_children`), to keep that work
+out of the stop: a child reads through to its parent, so what the guest writes meanwhile
+still goes into the checkpoint. A child must name its parent's final identity, though, and a
+VHDX parent takes a new DataWriteGuid at the first write after it was opened: when that
+happened since, :func:`swap_in_children` makes the child again, with the guest stopped.
 
 QEMU keeps its NBD connections; :meth:`DiskProvider.swap_image` holds requests across the
 swap. Until :meth:`SwappedDisks.commit` the old images stay open writable, so
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyhv.storage import CreateSpec, DiskImage, create_image, open_image
+from pyhv.storage.chains import identity_matches
 from pyhv.worker.disks import DiskProvider
 
 log = logging.getLogger(__name__)
@@ -31,9 +37,10 @@ def parse_disk_key(key: str) -> DiskKey:
 
 @dataclass
 class SwappedDisks:
-    """The swaps done so far: ``old`` images still open, children by key."""
+    """Children made (``opened`` until served), swaps done (``old`` images still open)."""
 
     provider: DiskProvider
+    opened: dict[DiskKey, DiskImage] = field(default_factory=dict)
     old: dict[DiskKey, DiskImage] = field(default_factory=dict)
     children: dict[DiskKey, Path] = field(default_factory=dict)
 
@@ -43,9 +50,12 @@ class SwappedDisks:
         for key, old in self.old.items():
             child = await self.provider.swap_image(*key, old)
             await asyncio.to_thread(child.close)
+        for image in self.opened.values():
+            await asyncio.to_thread(image.close)
         for path in self.children.values():
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        self.opened.clear()
         self.old.clear()
         self.children.clear()
 
@@ -59,27 +69,41 @@ class SwappedDisks:
         self.old.clear()
 
 
-async def swap_in_children(provider: DiskProvider, children: dict[DiskKey, Path]) -> SwappedDisks:
-    """Flush each disk, create its child, serve the child. Call with the guest stopped.
+async def make_children(provider: DiskProvider, children: dict[DiskKey, Path]) -> SwappedDisks:
+    """Make and open each disk's child while the guest runs.
 
-    :raises StorageError, ConflictError: a child cannot be made or opened; what was swapped
-        before is undone.
+    :raises StorageError, ConflictError: a child cannot be made or opened; those made are
+        deleted.
     """
     done = SwappedDisks(provider)
     try:
         for key, path in children.items():
-            current = provider.image(*key)
-            child = await asyncio.to_thread(_make_child, current, path)
+            done.opened[key] = await asyncio.to_thread(_make_child, provider.image(*key), path)
             done.children[key] = path
-            try:
-                done.old[key] = await provider.swap_image(*key, child)
-            except BaseException:
-                await asyncio.to_thread(child.close)
-                raise
     except BaseException:
         await done.undo()
         raise
     return done
+
+
+async def swap_in_children(done: SwappedDisks) -> None:
+    """Flush each disk and serve its child from now on. Call with the guest stopped.
+
+    :raises StorageError, ConflictError: a child cannot be made again; the caller undoes.
+    """
+    for key in list(done.opened):
+        current = done.provider.image(*key)
+        await asyncio.to_thread(current.flush)
+        child = done.opened[key]
+        if not identity_matches(child, current.identity):
+            log.info("%s changed its identity: making %s again", current.path, child.path)
+            del done.opened[key]
+            await asyncio.to_thread(child.close)
+            done.children[key].unlink()
+            child = await asyncio.to_thread(_make_child, current, done.children[key])
+            done.opened[key] = child
+        done.old[key] = await done.provider.swap_image(*key, child)
+        del done.opened[key]
 
 
 def _make_child(current: DiskImage, path: Path) -> DiskImage:

@@ -8,7 +8,8 @@
 
 With ``freeze`` (a production checkpoint) the guest agent freezes the guest's file systems
 first and thaws them at the end; without a working agent the op fails before anything
-happened. Then the guest is stopped, each disk continues in its new child
+happened. The memory file is handed to QEMU and each disk's child made while the guest
+still runs; then the guest is stopped, each disk continues in its child
 (:mod:`.checkpoint_disks`), and the memory save starts (:mod:`.memory_save`), which resumes
 a running guest as soon as the devices are saved: ``paused_ms`` is that stop. Any failure
 up to the resume undoes the swap and lets the guest go on as before. A memory save that fails
@@ -19,6 +20,13 @@ then disks only and ``memory_error`` says why.
 ``{"copied_bytes": int, "total_ms": float}`` folds the differencing disk the VM runs on into
 its parent while the guest keeps writing (:mod:`.online_merge`); the disk continues in the
 parent and the child is deleted.
+
+``checkpoint_apply`` ``{"apply_id": str, "disks": {"<controller>:<slot>": "<new child
+path>", …}, "memory_path": "<file>", "paused": bool}`` → ``{"total_ms": float}`` puts the VM
+back to a checkpoint with memory: the disks continue in the given children and a new QEMU
+runs from the memory file, Paused with ``paused`` (:mod:`.checkpoint_apply`). Asked again
+with an ``apply_id`` it has done (a retry after the caller crashed), it answers at once;
+when it fails the VM ends Off.
 
 ``disk_images`` answers which file each disk is served from (crash recovery asks it).
 """
@@ -36,17 +44,22 @@ from pyhv.model import VmState
 from pyhv.storage import open_image
 from pyhv.storage.operations.files import fsync_dir
 from pyhv.storage.operations.merge import KeepsIdentity
-from pyhv.worker.checkpoint_disks import DiskKey, SwappedDisks, parse_disk_key, swap_in_children
-from pyhv.worker.memory_save import (
-    MemorySave,
-    prepare_memory_save,
-    reset_memory_save,
-    start_memory_save,
+from pyhv.worker.checkpoint_apply import replace_qemu
+from pyhv.worker.checkpoint_disks import (
+    DiskKey,
+    SwappedDisks,
+    make_children,
+    parse_disk_key,
+    swap_in_children,
 )
+from pyhv.worker.memory_save import MemorySave, prepare_memory_save, start_memory_save
 from pyhv.worker.online_merge import MirrorImage, copy_into_target
+from pyhv.worker.states import Action, Event
 
 if TYPE_CHECKING:
     from pyhv.worker.worker import Worker
+
+LIVE = (VmState.RUNNING, VmState.PAUSED)
 
 
 def parse_swap_args(args: dict[str, Any]) -> tuple[dict[DiskKey, Path], Path | None, bool]:
@@ -63,10 +76,12 @@ class CheckpointOps:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self._busy = asyncio.Lock()
+        self._applied: set[str] = set()  # apply_ids of checkpoint_apply done
 
     def handlers(self) -> dict[str, Any]:
         return {
             "checkpoint_swap": self.checkpoint_swap,
+            "checkpoint_apply": self.checkpoint_apply,
             "merge_running": self.merge_running,
             "disk_images": self.disk_images,
         }
@@ -108,6 +123,32 @@ class CheckpointOps:
                 "memory_error": memory_error,
             }
 
+    async def checkpoint_apply(self, args: dict[str, Any]) -> Any:
+        disks, memory, _ = parse_swap_args(args)
+        if memory is None:
+            raise UsageError("checkpoint_apply needs the checkpoint's memory_path")
+        paused = bool(args.get("paused", False))
+        apply_id = str(args.get("apply_id", ""))
+        async with self._busy:
+            if apply_id and apply_id in self._applied:
+                return {"total_ms": 0.0}
+            self._require_live("apply a checkpoint to")
+            served = {(c, d.slot) for c, d in self.w.config.disks()}
+            if set(disks) - served:
+                raise UsageError(f"VM '{self.w.config.name}' has no disk in {set(disks)}")
+            started = time.monotonic()
+            self.w.record(Action.APPLY)
+            try:
+                await replace_qemu(self.w, disks, memory, paused)
+            except BaseException:
+                await self.w.exited.wait()  # answer once the VM is Off
+                raise
+            self._applied.add(apply_id)
+            self.w.record(Event.STARTED_PAUSED if paused else Event.STARTED)
+            total_ms = (time.monotonic() - started) * 1000
+            self.w.log.info("applied checkpoint memory %s in %.0f ms", memory.name, total_ms)
+            return {"total_ms": total_ms}
+
     async def _take(
         self, disks: dict[DiskKey, Path], memory: Path | None, running: bool
     ) -> tuple[float, MemorySave | None]:
@@ -119,17 +160,19 @@ class CheckpointOps:
         stopped = time.monotonic()
         try:
             if memory is not None:
-                await prepare_memory_save(qmp, background=running)
+                save = await prepare_memory_save(qmp, memory, background=running)
+            swapped = await make_children(self.w.disks, disks)
             stopped = time.monotonic()
             if running:
                 await qmp.execute("stop")
-            swapped = await swap_in_children(self.w.disks, disks)
-            if memory is not None:
-                save = await start_memory_save(qmp, memory, background=running)
+            await swap_in_children(swapped)
+            if save is not None:
+                await start_memory_save(save)
         except BaseException:
             if swapped is not None:
                 await swapped.undo()
-            await reset_memory_save(qmp)
+            if save is not None and not save.started:
+                await save.abort()
             if running:
                 with contextlib.suppress(QmpError):
                     await qmp.execute("cont")
@@ -179,7 +222,7 @@ class CheckpointOps:
 
     def _require_live(self, verb: str) -> None:
         state = self.w.status.state
-        if state not in (VmState.RUNNING, VmState.PAUSED) or self.w.qmp is None:
+        if state not in LIVE or self.w.qmp is None:
             raise StateError(f"cannot {verb} VM '{self.w.config.name}' here: it is {state}")
 
     def _record_paths(self, disks: dict[DiskKey, Path]) -> None:

@@ -27,9 +27,25 @@ class Console:
 
     async def open(self, socket_path: str) -> None:
         """Start from an empty log: each run of the VM has its own console log."""
-        reader, self._writer = await asyncio.open_unix_connection(socket_path)
         self._log = open(self._log_path, "wb", buffering=0)  # noqa: SIM115 (lives with the task)
+        await self.attach(socket_path)
+
+    async def attach(self, socket_path: str) -> None:
+        """Read QEMU's serial socket into the open log and the attached clients."""
+        reader, self._writer = await asyncio.open_unix_connection(socket_path)
         self._task = asyncio.create_task(self._pump(reader), name="console")
+
+    async def detach(self) -> None:
+        """Let go of QEMU's serial socket but keep log and clients: a checkpoint applied to
+        the running VM replaces QEMU, and the console follows the new one (:meth:`attach`)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     async def _pump(self, reader: asyncio.StreamReader) -> None:
         while data := await reader.read(65536):
@@ -94,12 +110,7 @@ class Console:
             await self._writer.drain()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._writer is not None:
-            self._writer.close()
+        await self.detach()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -1,5 +1,7 @@
 """Starting a VM's worker as a detached process and waiting until it serves its control socket.
 
+A :mod:`~pyhv.worker.spawner` makes the process: afresh, or forked by pyhvd's warm fork server.
+
 The worker gets its own session (a terminal's Ctrl-C or hang-up never reaches it) and writes
 its log to ``logs/<id>/worker.log``; when it fails before answering, the error is the last
 line it wrote there. Its environment names it as ``VM '<name>'`` for disk-lock errors
@@ -9,9 +11,6 @@ line it wrote there. Its environment names it as ``VM '<name>'`` for disk-lock e
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,23 +21,25 @@ from pyhv.paths import HomePaths
 from pyhv.storage.locks import HOLDER_ENV
 from pyhv.worker.client import WorkerClient
 from pyhv.worker.process import tail_line
+from pyhv.worker.spawner import FreshSpawner, Spawner
 
 ERROR_PREFIX = "pyhv-worker: error: "
 START_TIMEOUT_S = 120.0
 POLL_S = 0.01
-#: pyhv installs no pydantic plugins; without this, pydantic reads the metadata of every
-#: installed package to look for some when the worker builds its first model (~70 ms).
-WORKER_ENV = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
 
-def worker_argv(
+def worker_args(
     paths: HomePaths, vm_id: str, *, restore: bool, accel: AccelChoice | None = None
 ) -> list[str]:
-    """The worker's command line; with ``accel`` it skips deciding the accelerator itself."""
-    argv = [sys.executable, "-m", "pyhv.worker", "--home", str(paths.home), vm_id]
+    """The worker's arguments; with ``accel`` it skips deciding the accelerator itself.
+
+    The VM's id comes first: a forked worker's process title (what ``worker_alive`` checks)
+    may be cut to the length of its fork server's command line and environment.
+    """
+    args = [vm_id, "--home", str(paths.home)]
     if accel is not None:
-        argv += ["--accel", accel.name, "--accel-reason", accel.reason]
-    return [*argv, "--restore"] if restore else argv
+        args += ["--accel", accel.name, "--accel-reason", accel.reason]
+    return [*args, "--restore"] if restore else args
 
 
 def worker_log(paths: HomePaths, vm_id: str) -> Path:
@@ -53,25 +54,23 @@ def failure_message(last_line: str, returncode: int) -> str:
 
 
 def start_worker(
-    paths: HomePaths, config: VmConfig, *, restore: bool, timeout: float = START_TIMEOUT_S
+    paths: HomePaths,
+    config: VmConfig,
+    *,
+    restore: bool,
+    timeout: float = START_TIMEOUT_S,
+    spawner: Spawner | None = None,
 ) -> WorkerClient:
-    """Start the worker and return a client once the VM runs.
+    """Start the worker (afresh unless a ``spawner`` says how) and return a client once the
+    VM runs.
 
     :raises PyhvError: with the worker's own message when it gave up.
     """
-    argv = worker_argv(paths, config.id, restore=restore, accel=choose_accelerator())
+    args = worker_args(paths, config.id, restore=restore, accel=choose_accelerator())
     log_path = worker_log(paths, config.id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ, HOLDER_ENV: f"VM '{config.name}'", **WORKER_ENV},
-        )
+    env = {**os.environ, HOLDER_ENV: f"VM '{config.name}'"}
+    proc = (spawner or FreshSpawner()).spawn(args, env, log_path)
     client = WorkerClient(paths.run_dir(config.id) / "control.sock", config.name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,10 +78,8 @@ def start_worker(
         if code is not None:
             raise PyhvError(failure_message(tail_line(log_path), code))
         if client.socket_path.exists() and client.alive():
-            # Reap it whenever it ends, so a long-lived caller (tests, pyhvd) keeps no zombie.
-            threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+            proc.release()
             return client
         time.sleep(POLL_S)
     proc.kill()
-    proc.wait()
     raise PyhvError(f"VM '{config.name}' did not start within {timeout:g} s: see {log_path}")

@@ -25,10 +25,12 @@ from typing import Any
 from pyhv.errors import QmpError
 from pyhv.storage.operations.files import fsync_dir
 from pyhv.worker import qmp as q
+from pyhv.worker.qemu_argv import MEMORY_BACKEND_ID
 
 FD_NAME = "checkpoint"
 RESUME_TIMEOUT_S = 60.0
-POLL_S = 0.005
+POLL_S = 0.002
+FINISH_POLL_S = 0.02  # the checkpoint is done when the file is: do not idle long after it
 
 
 #: QEMU limits a migration to 128 MiB/s unless told otherwise; a file takes what it can.
@@ -39,14 +41,38 @@ def capability(on: bool) -> dict[str, Any]:
     return {"capabilities": [{"capability": "background-snapshot", "state": on}]}
 
 
-async def prepare_memory_save(qmp: q.Qmp, *, background: bool) -> None:
-    """Set the migration up before the guest is stopped, to keep the stop short.
+async def prepare_memory_save(qmp: q.Qmp, path: Path, *, background: bool) -> MemorySave:
+    """Set the migration up before the guest is stopped, to keep the stop short: parameters,
+    capability, and the file (``path`` as ``.partial``) handed to QEMU already.
 
-    :raises QmpError: QEMU refused (``background-snapshot`` needs userfaultfd).
+    :raises QmpError: QEMU refused (``background-snapshot`` needs userfaultfd); nothing is
+        left behind.
     """
     await qmp.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
     if background:
+        await populate_memory(qmp)
         await qmp.execute("migrate-set-capabilities", capability(True))
+    fd = os.open(partial_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    save = MemorySave(qmp, path, fd, background)
+    try:
+        qmp.send_fd(fd)
+        await qmp.execute("getfd", {"fdname": FD_NAME})
+    except BaseException:
+        await save.abort()
+        raise
+    return save
+
+
+async def populate_memory(qmp: q.Qmp) -> None:
+    """Map every page of the guest's RAM into QEMU now, while the guest runs.
+
+    Write tracking needs every page mapped, and QEMU maps the missing ones when the
+    migration starts, inside the stop: 0.4-0.9 s for 512 MiB at the first checkpoint of a
+    QEMU process. Setting ``prealloc`` on the running memory backend does it with
+    MADV_POPULATE_WRITE, which leaves the contents alone; once set it does nothing more.
+    """
+    args = {"path": f"/objects/{MEMORY_BACKEND_ID}", "property": "prealloc", "value": True}
+    await qmp.execute("qom-set", args)
 
 
 async def reset_memory_save(qmp: q.Qmp) -> None:
@@ -67,6 +93,7 @@ class MemorySave:
     path: Path
     fd: int
     background: bool
+    started: bool = False  # ``migrate`` was sent
 
     async def finish(self) -> None:
         """Wait for QEMU to complete the file, then make it durable under its final name.
@@ -74,7 +101,7 @@ class MemorySave:
         :raises QmpError: the migration failed (the partial file is removed).
         """
         try:
-            await q.wait_migration(self.qmp)
+            await q.wait_migration(self.qmp, poll_s=FINISH_POLL_S)
             await asyncio.to_thread(os.fsync, self.fd)
         except BaseException:
             self.discard()
@@ -86,11 +113,16 @@ class MemorySave:
         fsync_dir(self.path.parent)
 
     async def abort(self) -> None:
-        """Cancel a migration that must not complete (the checkpoint failed)."""
-        with contextlib.suppress(QmpError):
-            await self.qmp.execute("migrate_cancel")
-        with contextlib.suppress(QmpError):
-            await q.wait_migration(self.qmp)
+        """Cancel a migration that must not complete (the checkpoint failed), or take the
+        file back from QEMU when it was never started."""
+        if self.started:
+            with contextlib.suppress(QmpError):
+                await self.qmp.execute("migrate_cancel")
+            with contextlib.suppress(QmpError):
+                await q.wait_migration(self.qmp)
+        else:
+            with contextlib.suppress(QmpError):
+                await self.qmp.execute("closefd", {"fdname": FD_NAME})
         self.discard()
         await self._reset()
 
@@ -104,24 +136,21 @@ class MemorySave:
             await reset_memory_save(self.qmp)
 
 
-async def start_memory_save(qmp: q.Qmp, path: Path, *, background: bool) -> MemorySave:
-    """Start writing the VM's state to ``path`` (as ``.partial``) after
-    :func:`prepare_memory_save`; the guest must be stopped.
-
-    With ``background`` this returns once QEMU has saved the devices and resumed the guest.
+async def start_memory_save(save: MemorySave) -> None:
+    """Start writing the VM's state into the file of :func:`prepare_memory_save`; the guest
+    must be stopped. With ``background`` this returns once QEMU has saved the devices and
+    resumed the guest.
 
     :raises QmpError: QEMU refused; nothing is left behind and the guest is still stopped.
     """
-    fd = os.open(partial_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    save = MemorySave(qmp, path, fd, background)
+    save.started = True
     try:
-        await q.migrate_to_fd(qmp, fd, FD_NAME)
-        if background:
-            await _until_resumed(qmp)
+        await save.qmp.execute("migrate", {"uri": f"fd:{FD_NAME}"})
+        if save.background:
+            await _until_resumed(save.qmp)
     except BaseException:
         await save.abort()
         raise
-    return save
 
 
 async def _until_resumed(qmp: q.Qmp) -> None:

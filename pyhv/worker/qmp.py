@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -72,6 +73,9 @@ class QmpSession:
         while not await _accepts(socket_path):
             if loop.time() >= deadline:
                 raise QmpError(f"QEMU's monitor did not answer within {timeout:g} s")
+            if not os.path.isdir(os.path.dirname(socket_path)):
+                # Removed with PYHV_HOME, say: the socket can never appear, and QEMU runs on.
+                raise QmpError(f"the folder of QEMU's monitor socket {socket_path} vanished")
             await asyncio.sleep(0.02)
         client = QMPClient(name)
         try:

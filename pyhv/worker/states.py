@@ -29,6 +29,7 @@ class Action(StrEnum):
     RESUME = "resume"
     RESET = "reset"
     RESTORE = "restore"
+    APPLY = "apply"  # a checkpoint's memory replaces the running guest (a new QEMU)
 
 
 class Event(StrEnum):
@@ -54,6 +55,7 @@ _VERBS = {
     Action.RESUME: "resume",
     Action.RESET: "reset",
     Action.RESTORE: "restore",
+    Action.APPLY: "apply a checkpoint to",
 }
 
 _ALIVE = (STARTING, RUNNING, PAUSED, SAVING, STOPPING)
@@ -62,6 +64,8 @@ _TABLE: dict[Action | Event, dict[VmState, VmState]] = {
     # Starting a Saved VM restores it, as Start-VM does in Hyper-V.
     Action.START: {OFF: STARTING, SAVED: STARTING},
     Action.RESTORE: {SAVED: STARTING},
+    # Applying a checkpoint with memory to a live VM starts a new QEMU from that memory.
+    Action.APPLY: {RUNNING: STARTING, PAUSED: STARTING},
     Action.SHUTDOWN: {RUNNING: STOPPING},
     # Turning off a Saved VM discards its saved state.
     Action.TURN_OFF: {s: STOPPING for s in _ALIVE} | {SAVED: OFF},

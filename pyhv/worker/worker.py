@@ -71,6 +71,8 @@ class Worker:
         self.sampler: StatsSampler | None = None
         self._events: asyncio.Task[None] | None = None
         self._deleted: dict[str, asyncio.Future[None]] = {}
+        # Set while a checkpoint applied replaces QEMU (pyhv.worker.checkpoint_apply).
+        self.replacing: asyncio.Event | None = None
 
     # -- status ----------------------------------------------------------------------------
     def record(self, action: Action | Event, reason: str | None = None, **update: Any) -> None:
@@ -113,11 +115,22 @@ class Worker:
             if self.facts.restoring and isinstance(e, PyhvError):
                 raise PyhvError(restore_failed(str(e))) from e
             raise
-        assert self.proc is not None
-        info = await self.proc.wait()
+        info = await self._wait_qemu()
         await self._finish(info)
         await control.close()
         return 0
+
+    async def _wait_qemu(self) -> ExitInfo:
+        """Until QEMU exits for good: a QEMU that a checkpoint applied replaced on purpose
+        is followed by its successor."""
+        while True:
+            proc = self.proc
+            assert proc is not None
+            info = await proc.wait()
+            if self.replacing is not None:
+                await self.replacing.wait()
+            if self.proc is proc:
+                return info
 
     def _prepare_dirs(self) -> None:
         self.layout.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -193,6 +206,12 @@ class Worker:
         self.facts.restoring = False
         return paused
 
+    def watch_events(self, qmp: q.Qmp) -> None:
+        """Read the events of a new QEMU that a checkpoint applied started."""
+        if self._events is not None:
+            self._events.cancel()
+        self._events = asyncio.create_task(self._watch_events(qmp), name="qmp-events")
+
     async def _watch_events(self, qmp: q.Qmp) -> None:
         with contextlib.suppress(QmpError):
             async for ev in qmp.events():
@@ -233,6 +252,8 @@ class Worker:
                 self.record(event, reason, qemu_pid=None)
             except StateError:
                 self.log.exception("final state change refused")
+            except OSError as e:  # PYHV_HOME vanished: nothing left to record it in
+                self.log.error("final state not recorded: %s", e)
             for sock in self.layout.sockets():
                 sock.unlink(missing_ok=True)
             self.layout.worker_pid.unlink(missing_ok=True)

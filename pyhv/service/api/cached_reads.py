@@ -1,43 +1,52 @@
 """The hottest reads, ``GET /vms`` and ``GET /vms/{vm}``, answered in front of FastAPI.
 
-Both bodies are bytes the manager keeps pre-encoded, so FastAPI's routing (every router tried
-in turn) and dependency resolution cost about ten times the answer itself. This pure ASGI layer
-matches the two paths, checks the caller exactly as the routes' ``Reader`` dependency does, and
-sends the same response as the routes in :mod:`pyhv.service.api.vms`. Every other request, and
-every one these would refuse (no or unknown credentials, no right, no such VM), goes on to the
-full app, which answers it as before: same problem+json, same status.
+Both bodies are bytes the manager keeps pre-encoded, so FastAPI's middleware stack, routing
+(every router tried in turn) and dependency resolution cost several times the answer itself.
+This pure ASGI app is each listener's outermost layer: it matches the two paths, checks the
+caller exactly as the routes' ``Reader`` dependency does, and sends the same two ASGI messages
+as the routes in :mod:`pyhv.service.api.vms`. Every other request, and every one these would
+refuse (no or unknown credentials, no right, no such VM), goes on to the full app, which
+answers it as before: same problem+json, same status.
 """
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from typing import Protocol
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyhv.errors import PyhvError
-from pyhv.service.api import vms
-from pyhv.service.api.deps import Services
 from pyhv.service.auth import Authenticator, Right, check_right
 
 _LIST = "/vms"
 _ONE = "/vms/"
+_JSON = (b"content-type", b"application/json")
+
+
+class CachedViews(Protocol):
+    """What the layer reads: the manager's pre-encoded answers."""
+
+    def list_json(self) -> tuple[str, bytes]: ...
+
+    def get_json(self, ref: str) -> bytes: ...
 
 
 class CachedReads:
-    def __init__(self, app: ASGIApp, services: Services, authenticator: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, views: CachedViews, authenticator: Authenticator) -> None:
         self.app = app
-        self._manager = services.manager
+        self._views = views
         self._authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = self._answer(scope) if scope["type"] == "http" else None
-        if response is None:
+        answer = self._answer(scope) if scope["type"] == "http" else None
+        if answer is None:
             await self.app(scope, receive, send)
         else:
-            await response(scope, receive, send)
+            await send(answer[0])
+            await send(answer[1])
 
-    def _answer(self, scope: Scope) -> Response | None:
-        """The response to a cached read that succeeds; None for any other request.
+    def _answer(self, scope: Scope) -> tuple[Message, Message] | None:
+        """The response start and body of a cached read that succeeds; None for any other.
 
         Paths as the routes match them (pyhvd serves the app at the root: no root_path).
         """
@@ -45,11 +54,36 @@ class CachedReads:
         vm = path.removeprefix(_ONE)
         if scope["method"] != "GET" or (path != _LIST and (vm == path or not vm or "/" in vm)):
             return None
-        headers = Headers(scope=scope)
+        # The first of repeated headers, as the routes' Header() parameters take it.
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match" and if_none_match is None:
+                if_none_match = value.decode("latin-1")
         try:
-            check_right(self._authenticator.authenticate(headers.get("authorization")), Right.READ)
+            check_right(self._authenticator.authenticate(authorization), Right.READ)
             if path == _LIST:
-                return vms.listing(self._manager, headers.get("if-none-match"))
-            return vms.one_vm(self._manager, vm)
+                etag, body = self._views.list_json()
+                if if_none_match == etag:
+                    return _messages(304, [(b"etag", etag.encode("latin-1"))], b"")
+                headers = [(b"etag", etag.encode("latin-1")), _length(body), _JSON]
+                return _messages(200, headers, body)
+            body = self._views.get_json(vm)
         except PyhvError:
             return None  # the routes raise it again, through the app's error handlers
+        return _messages(200, [_length(body), _JSON], body)
+
+
+def _length(body: bytes) -> tuple[bytes, bytes]:
+    return (b"content-length", b"%d" % len(body))
+
+
+def _messages(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[Message, Message]:
+    """As starlette's ``Response`` sends them, headers in its order (given, length, type)."""
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    )

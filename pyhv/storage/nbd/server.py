@@ -17,12 +17,14 @@ How the VM worker uses it, inside its event loop::
 The server never closes images: ``swap_image`` and ``remove_export`` hand the image they
 detach back to the caller, and ``close`` leaves every image open for its owner to close.
 
-Image I/O runs in a thread pool (:mod:`.iopool`) so the loop stays responsive; every request is
-acknowledged only after its image call returned (see :mod:`.commands`). ``io_threads``
-defaults to 4, not to QEMU's queue depth of 16: measured with 16 requests of 4 KiB in flight,
-16 threads cost 60-80 µs of CPU per request (GIL hand-offs, wake-ups) and 4 threads 21-27 µs,
-at twice the throughput; 1 MiB requests did not care. Pass more for storage that blocks long
-(the threads then wait in the kernel, not on each other).
+Image I/O runs in a thread pool (:mod:`.iopool`) so the loop stays responsive, except small
+reads the page cache holds, which the loop answers itself because they cannot block (see
+:mod:`.connection`); every request is acknowledged only after its image call returned (see
+:mod:`.commands`). ``io_threads`` defaults to 4, not to QEMU's queue depth of 16: measured
+with 16 requests of 4 KiB in flight, 16 threads cost 60-80 µs of CPU per request (GIL
+hand-offs, wake-ups) and 4 threads 21-27 µs, at twice the throughput; 1 MiB requests did not
+care. Pass more for storage that blocks long (the threads then wait in the kernel, not on each
+other).
 
 Lifecycle: IDLE → RUNNING (``start``) → CLOSED (``close``).
 """

@@ -72,6 +72,11 @@ class SocketReader:
         self._start += n
         return out_bytes
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet read: ``readexactly`` of up to this many will not wait."""
+        return self._end - self._start
+
     def close(self) -> None:
         """Stop watching the socket (before it is closed: the fd number will be reused)."""
         if self._watching:

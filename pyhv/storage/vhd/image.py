@@ -20,6 +20,7 @@ from typing import cast
 
 from pyhv.errors import CorruptImage, InvalidFormat, UnsupportedFeature
 from pyhv.storage.fileio import (
+    CachedReads,
     data_runs,
     os_errors,
     pread_exact,
@@ -77,6 +78,7 @@ class VhdImage(DiskImage):
         self.writable = writable
         with os_errors(path, "open"):
             self.fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        self._cached = CachedReads(self.fd)
         try:
             with os_errors(path, "read"):
                 self._load()
@@ -247,6 +249,37 @@ class VhdImage(DiskImage):
             # Handed out as is: copying into a bytes object costs 10x the read itself. It has
             # the whole read-only bytes API; only hashing and identity checks differ.
             return cast(bytes, buf)
+
+    def read_cached(self, offset: int, length: int) -> bytes | None:
+        """Without waiting: fixed disks and allocated blocks of dynamic ones from the page
+        cache, unallocated blocks as zeros or from the parent's ``read_cached``; None when a
+        piece would block or needs a sector bitmap (allocated blocks of differencing disks).
+        Like :meth:`read`, it takes no lock."""
+        if self.closed or offset < 0 or length < 0 or offset + length > self._size:
+            return None
+        if self.header is None:
+            return self._cached.read(offset, length)
+        parts: list[bytes] = []
+        for blk, boff, n in self._pieces(offset, length):
+            entry = self.bat[blk]
+            part: bytes | None
+            if entry == BAT_UNUSED:
+                part = self._read_parent_cached(blk * self.block_size + boff, n)
+            elif self.disk_type == DiskType.DIFFERENCING:
+                return None
+            else:
+                part = self._cached.read(self._data_offset(entry) + boff, n)
+            if part is None:
+                return None
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_parent_cached(self, offset: int, length: int) -> bytes | None:
+        if self.parent is None:
+            return bytes(length)
+        if offset + length > self.parent.size:  # a smaller parent: read() pads with zeros
+            return None
+        return self.parent.read_cached(offset, length)
 
     def _read_piece(self, out: memoryview, blk: int, boff: int, offset: int) -> None:
         n = len(out)

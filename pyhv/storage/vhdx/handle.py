@@ -12,24 +12,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyhv.errors import NotFoundError, StorageError, UsageError
-from pyhv.storage.fileio import create_new, punch_hole
+from pyhv.errors import NotFoundError, PyhvError, StorageError, UsageError
+from pyhv.storage.fileio import CachedReads, create_new, punch_hole
 from pyhv.units import MiB
 
 OVERLAY_SECTOR = 4096
 
 
+def storage_error(path: Path, op: str, err: OSError) -> PyhvError:
+    """The storage error a user can act on, for ``err`` (the one translation point)."""
+    if isinstance(err, FileNotFoundError):
+        return NotFoundError(f"{path}: no such file")
+    if err.errno == errno.ENOSPC:
+        return StorageError(f"{path}: {op} failed: no space left on the device")
+    return StorageError(f"{path}: {op} failed: {err.strerror or err}")
+
+
 @contextmanager
 def os_errors(path: Path, op: str) -> Iterator[None]:
-    """Turn OSError into the storage error a user can act on (the one translation point)."""
+    """Turn OSError raised inside into :func:`storage_error`."""
     try:
         yield
-    except FileNotFoundError as err:
-        raise NotFoundError(f"{path}: no such file") from err
     except OSError as err:
-        if err.errno == errno.ENOSPC:
-            raise StorageError(f"{path}: {op} failed: no space left on the device") from err
-        raise StorageError(f"{path}: {op} failed: {err.strerror or err}") from err
+        raise storage_error(path, op, err) from err
 
 
 class VhdxFile:
@@ -37,6 +42,7 @@ class VhdxFile:
         self.path = path
         self.fd = fd
         self.overlay: dict[int, bytes] = {}  # 4 KiB-aligned offset → sector (read-only replay)
+        self._cached = CachedReads(fd)
 
     @classmethod
     def open(cls, path: Path, writable: bool) -> VhdxFile:
@@ -66,6 +72,14 @@ class VhdxFile:
                 data += more
         return self._apply_overlay(offset, data) if self.overlay else data
 
+    def pread_cached(self, offset: int, length: int) -> bytes | None:
+        """Like :meth:`pread` if the page cache holds the range now, else None (see
+        :class:`~pyhv.storage.fileio.CachedReads`)."""
+        data = self._cached.read(offset, length)
+        if data is None or not self.overlay:
+            return data
+        return self._apply_overlay(offset, bytes(data))
+
     def _apply_overlay(self, offset: int, data: bytes) -> bytes:
         buf: bytearray | None = None
         end = offset + len(data)
@@ -78,11 +92,17 @@ class VhdxFile:
         return bytes(buf) if buf is not None else data
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        with os_errors(self.path, "write"):
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(self.fd, view, offset)
-                view, offset = view[n:], offset + n
+        # No context manager and no view for the usual single ``pwrite``: this runs for every
+        # write request.
+        try:
+            n = os.pwrite(self.fd, data, offset)
+            if n < len(data):  # a signal or a nearly full disk: write the rest
+                view, offset = memoryview(data)[n:], offset + n
+                while view:
+                    n = os.pwrite(self.fd, view, offset)
+                    view, offset = view[n:], offset + n
+        except OSError as err:
+            raise storage_error(self.path, "write", err) from err
 
     def write_zeros(self, offset: int, length: int) -> None:
         """Zeros in bounded pieces (a corrupt length must not allocate gigabytes)."""

@@ -46,6 +46,11 @@ from pyhv.storage.vhdx.rwlock import SharedExclusiveLock
 from pyhv.units import MiB
 
 SECTOR = s.LOG_SECTOR_SIZE
+# Plain ints for the per-request read path (IntEnum comparisons cost more).
+_FULLY_PRESENT = int(s.PayloadState.FULLY_PRESENT)
+_PARTIALLY_PRESENT = int(s.PayloadState.PARTIALLY_PRESENT)
+_NOT_PRESENT = int(s.PayloadState.NOT_PRESENT)
+
 # Pending metadata sectors that trigger a commit before more are added (well under what one
 # entry of the smallest, 1 MiB, log holds).
 COMMIT_THRESHOLD_SECTORS = 64
@@ -227,6 +232,52 @@ class VhdxImage(DiskImage):
             parts = [self._read_run(run) for run in self._map(offset, length)]
         return b"".join(parts)
 
+    def read_cached(self, offset: int, length: int) -> bytes | None:
+        """Without waiting: fully present blocks from the page cache, zero blocks as zeros,
+        absent blocks of a differencing disk from the parent's ``read_cached``; None when any
+        piece would block or is partially present (its sector bitmap needs ``self.lock``).
+
+        The BAT entry is read without ``self.lock``, as ``_write_in_block`` does: a block
+        becomes FULLY_PRESENT only after its data is written, and one that is released while
+        we read reads as its old data or zeros, which discard allows. Block moves (compact,
+        resize) are caught by ``self._io``'s stamp: what was read across one is dropped.
+        """
+        stamp = self._io.stamp()
+        if stamp is None or self.closed or offset < 0 or length < 0 or offset + length > self.size:
+            return None
+        try:
+            data = self._read_cached_blocks(offset, length)
+        except IndexError:  # a shrink under way replaced the BAT: the stamp drops this anyway
+            return None
+        return data if self._io.unchanged(stamp) else None
+
+    def _read_cached_blocks(self, offset: int, length: int) -> bytes | None:
+        layout = self.layout
+        bat = layout.bat
+        g = layout.geometry
+        bs, ratio = g.block_size, g.chunk_ratio
+        parts: list[bytes] = []
+        pos, end = offset, offset + length
+        while pos < end:
+            block, in_block = divmod(pos, bs)
+            n = min(bs - in_block, end - pos)
+            entry = bat[block + block // ratio]  # g.payload_index(block), inlined
+            state = entry & s.BAT_STATE_MASK
+            part: bytes | None
+            if state == _FULLY_PRESENT:
+                part = self.file.pread_cached(batlib.entry_offset(entry) + in_block, n)
+            elif state == _PARTIALLY_PRESENT:
+                return None
+            elif state == _NOT_PRESENT and g.has_parent:
+                part = None if self.parent is None else self.parent.read_cached(pos, n)
+            else:  # as map_range: ZERO, UNMAPPED, UNDEFINED, NOT_PRESENT without a parent
+                part = bytes(n)
+            if part is None or n == length:
+                return part
+            parts.append(part)
+            pos += n
+        return b"".join(parts)
+
     def _read_run(self, run: Run) -> bytes:
         if run.source is Source.FILE:
             return self.file.pread(run.file_offset, run.length)
@@ -246,11 +297,12 @@ class VhdxImage(DiskImage):
             offset, data = self._align_to_sectors(offset, bytes(data))
         self.journal.begin_session()
         view = memoryview(data)
+        bs = self.block_size
         with self._io.shared():
             pos = 0
             while pos < len(view):
-                block, in_block = divmod(offset + pos, self.block_size)
-                n = min(self.block_size - in_block, len(view) - pos)
+                block, in_block = divmod(offset + pos, bs)
+                n = min(bs - in_block, len(view) - pos)
                 self._write_in_block(block, in_block, view[pos : pos + n])
                 pos += n
 

@@ -20,6 +20,7 @@ from pyhv.checkpoints.steps import SwapRunning
 from pyhv.checkpoints.store import JOURNAL_FILE
 from pyhv.model import VmState
 from pyhv.storage.operations import check_chain
+from pyhv.worker.checkpoint_apply import guest_ram_fd
 from pyhv.worker.local import LocalHost
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -95,13 +96,55 @@ def test_checkpoints_save_memory_with_a_short_pause(
 def test_apply_resumes_the_guest_from_memory(
     host: LocalHost, vm: str, manager: CheckpointManager, shell: Shell, sleeper: str
 ) -> None:
+    worker = host.status(host.get(vm)).worker_pid
     manager.apply(vm, "c1")
-    assert host.status(host.get(vm)).state == VmState.RUNNING
+    status = host.status(host.get(vm))
+    assert status.state == VmState.RUNNING
+    assert status.worker_pid == worker  # only QEMU was replaced
     assert seen(shell, vm) == {"A"}
     assert alive(shell, vm, sleeper)
     manager.apply(vm, "c2")
     assert seen(shell, vm) == {"A", "B"}
     assert alive(shell, vm, sleeper)
+
+
+def guest_ram(host: LocalHost, vm: str) -> Path:
+    """The guest's RAM as its QEMU maps it: ``/proc/<qemu>/fd/<n>`` of the memfd."""
+    qemu = host.status(host.get(vm)).qemu_pid
+    assert qemu is not None
+    path = guest_ram_fd(qemu)
+    assert path is not None
+    return path
+
+
+def in_memory(path: Path, needle: bytes) -> bool:
+    with open(path, "rb") as f:
+        tail = b""
+        while chunk := f.read(1 << 24):
+            if needle in tail + chunk:
+                return True
+            tail = chunk[1 - len(needle) :]
+    return False
+
+
+def test_apply_leaves_nothing_of_the_memory_it_replaces(
+    host: LocalHost, vm: str, manager: CheckpointManager, shell: Shell
+) -> None:
+    """The new QEMU reuses the old one's memory (the same memfd), and every page of it comes
+    from the checkpoint: a file, a process and the bytes written after it are all gone."""
+    marker = uuid.uuid4().hex
+    shell(vm, f"yes {marker} | head -c 33554432 > /tmp/later")
+    later = shell(vm, "sleep 10001 </dev/null >/dev/null 2>&1 & echo $!").strip()
+    ram = guest_ram(host, vm)
+    assert in_memory(ram, marker.encode())
+    inode = ram.stat().st_ino
+    manager.apply(vm, "c2")
+    ram = guest_ram(host, vm)
+    assert ram.stat().st_ino == inode
+    assert not in_memory(ram, marker.encode())
+    assert shell(vm, "ls /tmp/later 2>/dev/null || echo gone").strip() == "gone"
+    assert not alive(shell, vm, later)
+    assert seen(shell, vm) == {"A", "B"}
 
 
 def test_branch_and_back(vm: str, manager: CheckpointManager, shell: Shell) -> None:
@@ -137,17 +180,19 @@ def test_remove_while_running(
     assert seen(shell, vm) == {"A", "D"}
 
 
-def test_a_paused_vm_stays_paused_and_its_checkpoint_comes_back_running(
+def test_a_paused_vm_stays_paused_and_its_checkpoint_comes_back_paused(
     host: LocalHost, vm: str, manager: CheckpointManager, shell: Shell, cli: Cli
 ) -> None:
     host.pause(vm)
     node = manager.create(vm, "paused")
     assert host.status(host.get(vm)).state == VmState.PAUSED
     assert node.memory_state is not None and node.vm_state == VmState.PAUSED
+    assert node.resumes_paused
     host.resume(vm)
     write(shell, vm, "G")
     manager.apply(vm, "paused")
-    assert host.status(host.get(vm)).state == VmState.RUNNING
+    assert host.status(host.get(vm)).state == VmState.PAUSED
+    host.resume(vm)
     assert seen(shell, vm) == {"A", "D"}
     shown = cli("checkpoint", "show", vm, "c2")
     assert shown.returncode == 0 and "Guest paused" in shown.stdout

@@ -13,10 +13,12 @@ import pytest
 
 from pyhv.checkpoints.journal import Journal, save_journal
 from pyhv.checkpoints.planner import plan_create
+from pyhv.checkpoints.saved_state import saved_paused
 from pyhv.checkpoints.tree import CheckpointTree, CheckpointType
 from pyhv.errors import StateError
 from pyhv.model import VmStatus, parse_vm_config
 from pyhv.model.status import VmState
+from pyhv.service.transfer import read_export
 from pyhv.storage import open_image
 from pyhv.storage.operations import check_chain
 from pyhv.worker.local import LocalHost
@@ -107,7 +109,7 @@ def test_rename_and_export_an_importable_chain(off_vm: Any, tmp_path: Path) -> N
     off_vm.write("C")
     m.rename(VM, "c2", "before C")
     out = m.export(VM, "before C", tmp_path / "export")
-    exported = sorted((out / "Virtual Hard Disks").iterdir())
+    exported = sorted((out / "disks").iterdir())
     assert len(exported) == 4  # two disks, each base + the differencing disk of c1
     for path in exported:
         assert check_chain(path) == []
@@ -115,26 +117,37 @@ def test_rename_and_export_an_importable_chain(off_vm: Any, tmp_path: Path) -> N
             assert all(str(layer.path).startswith(str(out)) for layer in image.chain())
     config = (out / "vm.json").read_text()
     assert str(off_vm.disks_dir) not in config and (out / "checkpoint.json").exists()
-    copy = parse_vm_config(config)
+    copy, _ = read_export(out)  # what Import-VM takes: the same disks
+    assert copy.disks() == parse_vm_config(config).disks()
     off_vm.inventory.save(copy.model_copy(update={"name": VM}))
     assert off_vm.state() == at_c2
 
 
-def test_a_saved_vm_keeps_its_saved_state_and_comes_back_saved(off_vm: Any) -> None:
+def test_a_saved_vm_keeps_its_saved_state_and_comes_back_saved(off_vm: Any, tmp_path: Path) -> None:
+    """Saved while Paused: the checkpoint, applied or exported, resumes Paused too."""
     config = off_vm.inventory.get(VM)
     paths = off_vm.manager.paths
     paths.vm_state_dir(config.id).mkdir(parents=True)
     paths.vm_saved_state(config.id).write_bytes(b"memory at c1")
+    paths.vm_saved_state_info(config.id).write_text('{"state": "Paused"}')
     write_status(paths.vm_status(config.id), VmStatus(state=VmState.SAVED))
     node = off_vm.manager.create(VM, "c1")
     assert node.vm_state == VmState.SAVED and node.memory_state is not None
+    assert node.resumes_paused
     assert Path(node.memory_state).read_bytes() == b"memory at c1"
     LocalHost(paths).turn_off(VM)  # discards the saved state
     off_vm.write("B")
     off_vm.manager.apply(VM, "c1")
     assert current_status(paths, config.id).state == VmState.SAVED
     assert paths.vm_saved_state(config.id).read_bytes() == b"memory at c1"
+    assert saved_paused(paths.vm_saved_state_info(config.id))
     off_vm.check()
+
+    out = off_vm.manager.export(VM, "c1", tmp_path / "export")
+    assert (out / "state" / "memory.bin").read_bytes() == b"memory at c1"
+    assert saved_paused(out / "state" / "memory.json")
+    copy, _ = read_export(out)
+    assert all(d.path.is_file() for _, d in copy.disks())
 
 
 def test_an_interrupted_operation_is_not_recovered_under_a_running_vm(off_vm: Any) -> None:

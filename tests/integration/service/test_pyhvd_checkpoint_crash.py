@@ -1,15 +1,16 @@
 """Crashes inside checkpoint operations on a running guest (issue 6 acceptance): pyhvd dies at
 a journal step of create, apply and remove (``PYHV_FAILPOINT`` in pyhvd, which runs them),
-and the worker is killed too right after a checkpoint's swap and after a removal's commit
-(before its merges). After each crash pyhvd restarts and recovery must leave a consistent VM
-and tree; at the end every checkpoint applies with the files written before it, every image is
-sound and no file is orphaned. One guest boot."""
+and the worker is killed too right after a checkpoint's swap, after an apply's commit and
+after a removal's commit (before its merges). After each crash pyhvd restarts and recovery
+must leave a consistent VM and tree; at the end every checkpoint applies with the files
+written before it, every image is sound and no file is orphaned. One guest boot."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import time
 
 import psutil
 import pytest
@@ -82,8 +83,17 @@ def check_consistent(d: Pyhvd, c: PyhvClient) -> None:
 
 
 def wait_running(c: PyhvClient) -> None:
-    assert c.get_vm(VM).status.state == VmState.RUNNING
+    wait_state(c, VmState.RUNNING)
     wait_for_agent(c, VM)
+
+
+def wait_state(c: PyhvClient, state: VmState) -> None:
+    """Until pyhvd shows ``state``: it reads what recovery wrote at its next scan."""
+    for _ in range(100):
+        if c.get_vm(VM).status.state == state:
+            return
+        time.sleep(0.1)
+    assert c.get_vm(VM).status.state == state
 
 
 def kill_worker(d: Pyhvd) -> None:
@@ -147,13 +157,29 @@ def test_crashes_inside_checkpoint_operations_of_a_running_vm(
     c.create_checkpoint(VM, "c3", wait=True)
     expected["c3"] = {"A", "B", "C"}
 
-    # pyhvd dies while applying, before the commit (undone) and after it (finished).
-    crash(d, "checkpoint.apply.after_step_1", "apply_checkpoint", "c1")
+    # pyhvd dies while applying to the running VM, before the commit (undone) and after it,
+    # before the worker took the new disks and the memory: recovery has it do that.
+    crash(d, "checkpoint.apply.after_step_0", "apply_checkpoint", "c1")
     c = restart(d)
     assert c.checkpoints(VM).current == c.checkpoint(VM, "c3").id
+    wait_running(c)
+    assert seen(c) == {"A", "B", "C"}
     crash(d, "checkpoint.apply.after_step_3", "apply_checkpoint", "c1")
     c = restart(d)
     assert c.checkpoints(VM).current == c.checkpoint(VM, "c1").id
+    wait_running(c)
+    assert seen(c) == {"A"}
+    c.apply_checkpoint(VM, "c3", wait=True)
+    wait_running(c)
+
+    # The same with the worker killed too: the VM is Saved in the checkpoint's memory.
+    crash(d, "checkpoint.apply.after_step_3", "apply_checkpoint", "c1")
+    kill_worker(d)
+    c = restart(d)
+    wait_state(c, VmState.SAVED)
+    c.start(VM, wait=True)
+    wait_running(c)
+    assert seen(c) == {"A"}
     c.apply_checkpoint(VM, "c3", wait=True)
     wait_running(c)
 

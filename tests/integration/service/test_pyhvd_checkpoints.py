@@ -18,8 +18,9 @@ from pyhvd_harness import Pyhvd, PyhvdFactory, make_home
 from pyhv.checkpoints import CheckpointManager
 from pyhv.client import PyhvClient
 from pyhv.errors import ApiError, ConflictError, NotFoundError, PermissionDenied
-from pyhv.model import DiskAttachment, ScsiController, make_vm_config
+from pyhv.model import DiskAttachment, ScsiController, VmState, make_vm_config
 from pyhv.paths import HomePaths
+from pyhv.service.schemas import ImportMode
 from pyhv.storage import CreateSpec, create_image, open_image
 from pyhv.storage.operations import check_chain
 
@@ -120,7 +121,7 @@ def test_checkpoints_through_the_client(vm_pyhvd: Pyhvd) -> None:
     admin.export_checkpoint(VM, "base", out, wait=True)
     exported = json.loads((out / "checkpoint.json").read_text())
     assert exported["name"] == "base"
-    assert all(check_chain(p) == [] for p in (out / "Virtual Hard Disks").iterdir())
+    assert all(check_chain(p) == [] for p in (out / "disks").iterdir())
 
     job = op.remove_checkpoint(VM, "c2", wait=True)
     assert (job.operation, job.state) == ("checkpoint-remove", "Completed")
@@ -134,6 +135,58 @@ def test_checkpoints_through_the_client(vm_pyhvd: Pyhvd) -> None:
     assert op.checkpoints(VM).checkpoints == ()
     assert images(vm_pyhvd) == {"sys.vhdx"}
     assert top(op).name == "sys.vhdx" and state(op) == at_c1
+
+
+def test_a_paused_checkpoint_applies_and_imports_paused(vm_pyhvd: Pyhvd) -> None:
+    """The firmware waits for a boot device: memory enough to save and to load."""
+    c = vm_pyhvd.client()
+    c.start(VM, wait=True)
+    c.pause(VM, wait=True)
+    c.create_checkpoint(VM, "paused", wait=True)
+    c.resume(VM, wait=True)
+    c.create_checkpoint(VM, "running", wait=True)
+    worker = c.get_vm(VM).status.worker_pid
+    c.apply_checkpoint(VM, "paused", wait=True)
+    status = c.get_vm(VM).status
+    assert status.state == VmState.PAUSED
+    assert status.worker_pid == worker  # applied inside the running worker
+    c.apply_checkpoint(VM, "running", wait=True)
+    assert c.get_vm(VM).status.state == VmState.RUNNING
+
+    out = vm_pyhvd.home / "disks" / "paused-export"
+    c.export_checkpoint(VM, "paused", out, wait=True)
+    assert json.loads((out / "state" / "memory.json").read_text()) == {"state": "Paused"}
+    c.turn_off(VM, wait=True)
+    c.remove_vm(VM)
+    assert c.compare_vm(out, ImportMode.COPY_NEW_ID).compatible
+    c.import_vm(out, ImportMode.COPY_NEW_ID, wait=True)
+    assert c.get_vm(VM).status.state == VmState.SAVED
+    c.start(VM, wait=True)
+    assert c.get_vm(VM).status.state == VmState.PAUSED
+    c.turn_off(VM, wait=True)
+
+
+def test_a_generation2_vm_applies_in_its_worker(vm_pyhvd: Pyhvd) -> None:
+    """The old QEMU holds the EFI variable store's lock: it goes before the new one starts."""
+    c = vm_pyhvd.client()
+    disk = vm_pyhvd.home / "disks" / "uefi.vhdx"
+    create_image(disk, CreateSpec(size=32 * MiB))
+    controllers = [ScsiController(disks=[DiskAttachment(slot=0, path=disk)])]
+    config = make_vm_config(
+        name="uefi",
+        generation=2,
+        memory_startup_mib=64,
+        boot_order=[],
+        scsi_controllers=controllers,
+    )
+    c.create_vm(config)
+    c.start("uefi", wait=True)
+    c.create_checkpoint("uefi", "c1", wait=True)
+    worker = c.get_vm("uefi").status.worker_pid
+    c.apply_checkpoint("uefi", "c1", wait=True)
+    status = c.get_vm("uefi").status
+    assert (status.state, status.worker_pid) == (VmState.RUNNING, worker)
+    c.turn_off("uefi", wait=True)
 
 
 def test_a_checkpoint_job_holds_the_vm_and_runs_to_its_end(vm_pyhvd: Pyhvd) -> None:

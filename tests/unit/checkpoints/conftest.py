@@ -44,10 +44,11 @@ class Sim:
         name: str,
         state: VmState = VmState.OFF,
         kind: CheckpointType = CheckpointType.STANDARD,
+        saved_paused: bool = False,
     ) -> Plan:
         self.clock += timedelta(minutes=1)
         checkpoint_id = self._id()
-        moment = Moment(state, f"/m/{checkpoint_id}.vmrs", "/s/memory.bin")
+        moment = Moment(state, f"/m/{checkpoint_id}.vmrs", "/s/memory.bin", saved_paused)
         plan = plan_create(
             self.tree,
             self.config,
@@ -59,10 +60,15 @@ class Sim:
         )
         return self.take(plan)
 
-    def apply(self, name: str) -> Plan:
+    def apply(self, name: str, live: bool = False) -> Plan:
         target = self.tree.find(name, "vm1")
         plan = plan_apply(
-            self.tree, self.config, target, image_id=self._id(), saved_state="/s/memory.bin"
+            self.tree,
+            self.config,
+            target,
+            image_id=self._id(),
+            saved_state="/s/memory.bin",
+            live=live,
         )
         return self.take(plan)
 

@@ -17,6 +17,7 @@ from pyhv.checkpoints.journal import Journal
 from pyhv.checkpoints.planner import Plan, disk_paths
 from pyhv.checkpoints.recovery import Direction, plan_recovery
 from pyhv.checkpoints.steps import (
+    ApplyRunning,
     CopyFile,
     CreateDiff,
     Delete,
@@ -53,6 +54,8 @@ class World:
             return replace(self, files=self.files | set(created_files(step)))
         if isinstance(step, MarkSaved):
             return replace(self, saved=True)
+        if isinstance(step, ApplyRunning):  # the worker runs on the new children
+            return self
         if isinstance(step, WriteTree):
             return replace(self, tree=journal.tree)
         if isinstance(step, WriteConfig):
@@ -104,6 +107,12 @@ def scenario_apply_with_memory(sim: Any) -> Callable[[], Plan]:
     return lambda: sim.apply("c1")
 
 
+def scenario_apply_live(sim: Any) -> Callable[[], Plan]:
+    sim.create("c1", VmState.RUNNING)
+    sim.create("c2", VmState.RUNNING)
+    return lambda: sim.apply("c1", live=True)
+
+
 def scenario_remove_merging(sim: Any) -> Callable[[], Plan]:
     sim.create("c1")
     sim.create("c2")
@@ -142,6 +151,7 @@ SCENARIOS = [
     scenario_create_second,
     scenario_apply,
     scenario_apply_with_memory,
+    scenario_apply_live,
     scenario_remove_merging,
     scenario_remove_root_of_branches,
     scenario_remove_subtree,

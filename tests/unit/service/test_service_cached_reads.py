@@ -1,4 +1,4 @@
-"""The ASGI layer in front of FastAPI answers ``GET /vms`` and ``GET /vms/{vm}`` byte for byte
+"""The ASGI app in front of FastAPI answers ``GET /vms`` and ``GET /vms/{vm}`` byte for byte
 as the routes do, for every caller and every outcome, and passes everything else through."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from pyhv.errors import NotFoundError
+from pyhv.service.api.cached_reads import CachedReads
 from pyhv.service.api.deps import Services
-from pyhv.service.app import build_app
+from pyhv.service.app import build_app, listener_app
 from pyhv.service.auth import Authenticator, LocalAuthenticator, TokenAuthenticator
 
 ETAG = '"abc-7"'
@@ -30,7 +31,10 @@ class FakeManager:
         return b'{"config":{"name":"web"}}'
 
 
-def call(app: FastAPI, method: str, path: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+Headers = list[tuple[str, str]]
+
+
+def call(app: ASGIApp, method: str, path: str, headers: Headers) -> list[dict[str, Any]]:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -41,8 +45,7 @@ def call(app: FastAPI, method: str, path: str, headers: dict[str, str]) -> list[
         "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"x")]
-        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": [(b"host", b"x")] + [(k.lower().encode(), v.encode()) for k, v in headers],
         "client": None,
         "server": None,
         "state": {},
@@ -65,39 +68,44 @@ def authenticators(tmp_path: Path) -> list[Authenticator]:
     return [LocalAuthenticator(), TokenAuthenticator(tokens)]
 
 
-REQUESTS = [
-    ("GET", "/vms", {}),
-    ("GET", "/vms", {"If-None-Match": ETAG}),
-    ("GET", "/vms", {"If-None-Match": '"old"'}),
-    ("GET", "/vms/web", {}),
-    ("GET", "/vms/nope", {}),
-    ("GET", "/vms/", {}),
-    ("GET", "/vmsx", {}),
-    ("HEAD", "/vms", {}),
-    ("PUT", "/vms/web", {}),
-    ("GET", "/vms", {"Authorization": "Bearer rt", "If-None-Match": ETAG}),
-    ("GET", "/vms/web", {"Authorization": "bearer rt"}),
-    ("GET", "/vms/nope", {"Authorization": "Bearer rt"}),
-    ("GET", "/vms/web", {"Authorization": "Bearer wrong"}),
+REQUESTS: list[tuple[str, str, Headers]] = [
+    ("GET", "/vms", []),
+    ("GET", "/vms", [("If-None-Match", ETAG)]),
+    ("GET", "/vms", [("If-None-Match", '"old"')]),
+    ("GET", "/vms/web", []),
+    ("GET", "/vms/nope", []),
+    ("GET", "/vms/", []),
+    ("GET", "/vmsx", []),
+    ("HEAD", "/vms", []),
+    ("PUT", "/vms/web", []),
+    ("GET", "/vms", [("Authorization", "Bearer rt"), ("If-None-Match", ETAG)]),
+    ("GET", "/vms/web", [("Authorization", "bearer rt")]),
+    ("GET", "/vms/nope", [("Authorization", "Bearer rt")]),
+    ("GET", "/vms/web", [("Authorization", "Bearer wrong")]),
+    # Repeated headers: the first counts, on both paths.
+    ("GET", "/vms/web", [("Authorization", "Bearer wrong"), ("Authorization", "Bearer rt")]),
+    ("GET", "/vms/web", [("Authorization", "Bearer rt"), ("Authorization", "Bearer wrong")]),
+    ("GET", "/vms", [("If-None-Match", ETAG), ("If-None-Match", '"old"')]),
+    ("GET", "/vms", [("If-None-Match", '"old"'), ("If-None-Match", ETAG)]),
 ]
 
 
 @pytest.mark.parametrize(("method", "path", "headers"), REQUESTS)
 def test_same_answer_as_the_routes(
-    tmp_path: Path, method: str, path: str, headers: dict[str, str]
+    tmp_path: Path, method: str, path: str, headers: Headers
 ) -> None:
     services = cast(Services, SimpleNamespace(manager=FakeManager()))
     for authenticator in authenticators(tmp_path):
-        fast = build_app(services, authenticator)
+        fast = listener_app(services, authenticator)
         routes_only = build_app(services, authenticator)
-        routes_only.user_middleware.clear()
         assert call(fast, method, path, headers) == call(routes_only, method, path, headers)
 
 
 def test_reads_skip_the_routes(tmp_path: Path) -> None:
     services = cast(Services, SimpleNamespace(manager=FakeManager()))
-    app = build_app(services, LocalAuthenticator())
-    app.router.routes.clear()  # only the layer in front can answer now
-    assert call(app, "GET", "/vms/web", {})[0]["status"] == 200
-    assert call(app, "GET", "/vms", {"If-None-Match": ETAG})[0]["status"] == 304
-    assert call(app, "GET", "/vms/nope", {})[0]["status"] == 404  # the router's own 404
+    routes_only = build_app(services, LocalAuthenticator())
+    routes_only.router.routes.clear()  # only the layer in front can answer now
+    app = CachedReads(routes_only, services.manager, LocalAuthenticator())
+    assert call(app, "GET", "/vms/web", [])[0]["status"] == 200
+    assert call(app, "GET", "/vms", [("If-None-Match", ETAG)])[0]["status"] == 304
+    assert call(app, "GET", "/vms/nope", [])[0]["status"] == 404  # the router's own 404

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
 import pytest
 
 from pyhv.client import PyhvClient, parse_sse, raise_for_problem
 from pyhv.errors import ApiError, ConflictError, NotFoundError, StateError
+from pyhv.http_lite import Response
 from pyhv.service.api.errors import problem
 
 
-def response(status: int, body: object | None = None, text: str = "") -> httpx.Response:
+def response(status: int, body: object | None = None, text: str = "") -> Response:
     if body is not None:
-        return httpx.Response(status, json=body)
-    return httpx.Response(status, text=text)
+        return Response(status, json.dumps(body).encode())
+    return Response(status, text.encode())
 
 
 def test_problem_codes_become_error_classes() -> None:
@@ -52,11 +58,61 @@ def test_unreachable_pyhvd_says_how_to_start_it(tmp_path: object) -> None:
         c.list_vms()
 
 
-def test_not_found_round_trip() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return response(404, problem(404, "not-found", f"no VM named {request.url.path[5:]!r}"))
+class _Canned(BaseHTTPRequestHandler):
+    """A pyhvd stand-in over TCP: 404 for every VM but vm1, and a job that runs until the
+    event stream says it completed."""
 
-    c = PyhvClient(base_url="http://test")
-    c._http = httpx.Client(base_url="http://test", transport=httpx.MockTransport(handler))
+    def do_GET(self) -> None:
+        job = {"id": "j1", "operation": "start", "state": "Running", "progress": 0}
+        if self.path == "/events":  # the job's end, then the stream closes (HTTP/1.0)
+            done = {**job, "state": "Completed", "progress": 100}
+            event = {"id": 7, "type": "job", "time": "2026-01-01T00:00:00Z", "data": done}
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(f": subscribed\n\ndata: {json.dumps(event)}\n\n".encode())
+        elif self.path.startswith("/jobs/"):
+            self._send(200, job)
+        elif self.path == "/vms/vm1":
+            self._send(200, {"status": {"state": "Running", "critical": False, "reason": None}})
+        else:
+            self._send(404, problem(404, "not-found", f"no VM named {self.path[5:]!r}"))
+
+    def do_POST(self) -> None:
+        self._send(202, {"id": "j1", "operation": self.path, "state": "Running", "progress": 0})
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def canned() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Canned)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_not_found_round_trip(canned: str) -> None:
+    c = PyhvClient(base_url=canned)
     with pytest.raises(NotFoundError, match="no VM named 'x'"):
         c.get_vm("x")
+
+
+def test_power_job_and_state_without_models(canned: str) -> None:
+    c = PyhvClient(base_url=canned)
+    job = c.power_job("vm1", "start", ready_timeout_s=5)
+    assert job["operation"] == "/vms/vm1/start?ready_timeout_s=5"
+    assert c.follow_job(job["id"])["state"] == "Completed"
+    assert c.vm_state("vm1").display_state == "Running"

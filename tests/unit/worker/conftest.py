@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from pyhv.paths import HomePaths
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path: the fake
+# QEMU of test_worker_lifecycle serves other worker tests too.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from pathlib import Path
 from pyhv.cli.vm_render import format_uptime
 from pyhv.host.accel import AccelChoice
 from pyhv.paths import HomePaths
-from pyhv.worker.launcher import failure_message, worker_argv
+from pyhv.worker.launcher import failure_message, worker_args
 
 
 def test_failure_message_uses_the_workers_own_line() -> None:
@@ -16,12 +16,12 @@ def test_failure_message_uses_the_workers_own_line() -> None:
     assert failure_message("Traceback", 1) == "the VM's worker exited with code 1: Traceback"
 
 
-def test_worker_argv() -> None:
-    argv = worker_argv(HomePaths(Path("/h")), "id1", restore=True)
-    assert argv[1:] == ["-m", "pyhv.worker", "--home", "/h", "id1", "--restore"]
+def test_worker_args() -> None:
+    args = worker_args(HomePaths(Path("/h")), "id1", restore=True)
+    assert args == ["id1", "--home", "/h", "--restore"]
     accel = AccelChoice(name="tcg", reason="no vmx")
-    argv = worker_argv(HomePaths(Path("/h")), "id1", restore=False, accel=accel)
-    assert argv[-5:] == ["id1", "--accel", "tcg", "--accel-reason", "no vmx"]
+    args = worker_args(HomePaths(Path("/h")), "id1", restore=False, accel=accel)
+    assert args[-4:] == ["--accel", "tcg", "--accel-reason", "no vmx"]
 
 
 def test_format_uptime() -> None:

@@ -189,6 +189,39 @@ def test_pipelined_requests_all_answered(tmp_path: Path) -> None:
     run(t, tmp_path)
 
 
+def test_writes_handed_over_together_are_answered_one_by_one(tmp_path: Path) -> None:
+    """Writes that arrive together run as one pool job; each still gets its own outcome."""
+
+    class FailsAtBlock3(MemImage):
+        def write(self, offset: int, data: bytes) -> None:
+            if offset == 3 * 4096:
+                raise StorageError("disk: write failed: Input/output error")
+            super().write(offset, data)
+
+    image = FailsAtBlock3(SIZE)
+
+    async def t(server: NbdServer, sock: Path) -> None:
+        server.add_export("disk", image, read_only=False)
+        c = await client(sock, structured=True)
+        sent = {
+            c.send(p.NBD_CMD_WRITE, i * 4096, 4096, payload=bytes([i + 1]) * 4096): i
+            for i in range(8)
+        }
+        errors = {}
+        for _ in range(8):
+            r = await c.reply()
+            errors[sent.pop(r.handle)] = r.error
+        assert errors == {i: p.NBD_EIO if i == 3 else 0 for i in range(8)}
+        assert image.data[7 * 4096 : 8 * 4096] == b"\x08" * 4096
+        await eventually(lambda: server.stats("disk")["write"]["ops"] == 8)
+        stats = server.stats("disk")["write"]
+        assert stats["errors"] == 1 and stats["bytes"] == 7 * 4096
+        assert (await c.call(p.NBD_CMD_READ, 3 * 4096, 4)).data == bytes(4)  # still serving
+        await c.close()
+
+    run(t, tmp_path)
+
+
 def test_two_clients_share_the_export(tmp_path: Path) -> None:
     async def t(server: NbdServer, sock: Path) -> None:
         server.add_export("disk", MemImage(SIZE), read_only=False)

@@ -112,6 +112,21 @@ def test_reader_small_and_large_reads_across_partial_sends() -> None:
     with_pair(t)
 
 
+def test_reader_says_what_it_has_buffered() -> None:
+    """``buffered`` is what the connection checks before sending the replies it collected."""
+
+    async def t(a: socket.socket, b: socket.socket) -> None:
+        r = SocketReader(asyncio.get_running_loop(), b)
+        assert r.buffered == 0
+        a.send(b"abcdefgh")
+        assert await r.readexactly(2) == b"ab"
+        assert r.buffered == 6  # the rest arrived with it
+        assert await r.readexactly(6) == b"cdefgh"
+        assert r.buffered == 0
+
+    with_pair(t)
+
+
 def test_iopool_delivers_results_and_errors_on_the_loop() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,67 @@
+"""The steps that make a VM Saved in a checkpoint's memory: the run state goes with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyhv.checkpoints.execute import StepRunner
+from pyhv.checkpoints.journal import Journal
+from pyhv.checkpoints.saved_state import saved_paused
+from pyhv.checkpoints.steps import ApplyRunning, MarkSaved, Step
+from pyhv.checkpoints.tree import CheckpointTree
+from pyhv.inventory import Inventory
+from pyhv.model import VmConfig, VmState
+from pyhv.paths import HomePaths
+from pyhv.worker.status_file import current_status
+
+
+def run_step(tmp_path: Path, step: Step, applied: bool | None = None) -> tuple[HomePaths, str]:
+    paths = HomePaths(tmp_path / "home")
+    inventory = Inventory(paths)
+    config = inventory.create(VmConfig(name="vm1"))
+    folder = paths.vm_checkpoints_dir(config.id)
+    folder.mkdir(parents=True)
+    seen: list[ApplyRunning] = []
+
+    def apply_online(s: ApplyRunning) -> bool:
+        seen.append(s)
+        return bool(applied)
+
+    runner = StepRunner(
+        inventory,
+        folder / "tree.json",
+        folder / "journal.json",
+        apply_online=apply_online if applied is not None else None,
+    )
+    journal = Journal(
+        op="apply", steps=[step], commit=0, tree=CheckpointTree(), config=config.model_dump()
+    )
+    runner.run(journal)
+    assert seen == ([step] if applied is not None else [])
+    return paths, config.id
+
+
+def test_mark_saved_records_the_run_state_of_the_memory(tmp_path: Path) -> None:
+    paths, vm_id = run_step(tmp_path, MarkSaved(paused=True))
+    assert saved_paused(paths.vm_saved_state_info(vm_id))
+    paths, vm_id = run_step(tmp_path / "2", MarkSaved())
+    assert not saved_paused(paths.vm_saved_state_info(vm_id))
+
+
+def test_a_live_apply_without_a_live_vm_leaves_it_saved_in_the_memory(tmp_path: Path) -> None:
+    memory = tmp_path / "c1.vmrs"
+    memory.write_bytes(b"memory of c1")
+    step = ApplyRunning(apply_id="a1", disks={"0:0": "/d/x.avhdx"}, memory=str(memory), paused=True)
+    paths, vm_id = run_step(tmp_path, step, applied=False)
+    assert paths.vm_saved_state(vm_id).read_bytes() == b"memory of c1"
+    assert saved_paused(paths.vm_saved_state_info(vm_id))
+    assert current_status(paths, vm_id).state == VmState.SAVED
+    assert memory.exists()  # the checkpoint keeps its own
+
+
+def test_a_live_apply_done_by_the_worker_leaves_no_saved_state(tmp_path: Path) -> None:
+    memory = tmp_path / "c1.vmrs"
+    memory.write_bytes(b"memory of c1")
+    step = ApplyRunning(apply_id="a1", disks={"0:0": "/d/x.avhdx"}, memory=str(memory))
+    paths, vm_id = run_step(tmp_path, step, applied=True)
+    assert not paths.vm_saved_state(vm_id).exists()

@@ -1,0 +1,139 @@
+"""Applying a checkpoint's memory inside the running worker: a new QEMU, the same worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+import pytest
+from test_worker_lifecycle import boot
+
+from pyhv.errors import PyhvError
+from pyhv.model import VmState
+from pyhv.paths import HomePaths
+from pyhv.worker.checkpoint_apply import guest_ram_fd
+from pyhv.worker.checkpoint_ops import CheckpointOps
+from pyhv.worker.qemu_argv import MEMFD_NAME
+from pyhv.worker.status_file import read_status_file
+
+
+def memory_file(paths: HomePaths) -> str:
+    path = paths.home / "c1.vmrs"
+    path.write_bytes(b"memory")
+    return str(path)
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_a_new_qemu_runs_from_the_memory_and_the_worker_follows_it(
+    paths: HomePaths, paused: bool
+) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        old = b.runner.proc
+        assert old is not None
+        b.qmp.commands.clear()
+        args = {"apply_id": "a1", "disks": {}, "memory_path": memory_file(paths), "paused": paused}
+        await CheckpointOps(b.worker).checkpoint_apply(args)
+        assert (await old.wait()).returncode == -9  # the old QEMU is gone, the worker is not
+        assert not b.task.done() and b.runner.proc is not old
+        assert b.runner.argv[-3:] == ["-S", "-incoming", "defer"]
+        commands = b.qmp.commands
+        assert commands.index("stop") < commands.index("migrate-incoming")
+        assert ("cont" in commands) is not paused
+        status = b.worker.status
+        assert status.state == (VmState.PAUSED if paused else VmState.RUNNING)
+        assert b.runner.proc is not None
+        assert status.qemu_pid == b.runner.proc.pid and b.worker.sampler is not None
+        await b.ops.turn_off({})  # the worker now waits for the new QEMU
+        await b.task
+        assert b.worker.status.state == VmState.OFF and not b.worker.status.critical
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("right_size", [True, False])
+def test_the_new_qemu_maps_the_old_ones_guest_memory(paths: HomePaths, right_size: bool) -> None:
+    """This process stands in for the old QEMU: it holds a memfd named like QEMU's."""
+
+    async def go() -> None:
+        b = await boot(paths)
+        assert b.runner.proc is not None
+        b.runner.proc.pid = os.getpid()
+        ram = os.memfd_create(MEMFD_NAME)
+        try:
+            size = b.worker.config.memory_startup_mib << 20
+            os.ftruncate(ram, size if right_size else size // 2)
+            assert guest_ram_fd(os.getpid()) == Path(f"/proc/{os.getpid()}/fd/{ram}")
+            args = {"disks": {}, "memory_path": memory_file(paths)}
+            await CheckpointOps(b.worker).checkpoint_apply(args)
+        finally:
+            os.close(ram)
+        backend = next(a for a in b.runner.argv if a.startswith("memory-backend-"))
+        mapped = re.fullmatch(r"memory-backend-file,.*,mem-path=/proc/(\d+)/fd/(\d+),.*", backend)
+        if not right_size:
+            assert mapped is None and backend.startswith("memory-backend-memfd,")
+        else:
+            assert mapped is not None and int(mapped[1]) == os.getpid()
+        assert guest_ram_fd(os.getpid()) is None  # the worker let go of it once QEMU had it
+        await b.ops.turn_off({})
+        await b.task
+
+    asyncio.run(go())
+
+
+def test_without_the_old_qemus_memory_the_new_one_gets_fresh_memory(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)  # the fake QEMU's pid is no process
+        await CheckpointOps(b.worker).checkpoint_apply(
+            {"disks": {}, "memory_path": memory_file(paths)}
+        )
+        assert any(a.startswith("memory-backend-memfd,") for a in b.runner.argv)
+        await b.ops.turn_off({})
+        await b.task
+
+    asyncio.run(go())
+
+
+def test_a_memory_that_does_not_load_ends_the_vm_off(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths, restore_fails=True)
+        args = {"disks": {}, "memory_path": memory_file(paths)}
+        with pytest.raises(PyhvError, match=r"loading c1\.vmrs failed"):
+            await CheckpointOps(b.worker).checkpoint_apply(args)
+        await b.task
+        status = read_status_file(paths.vm_status(b.worker.config.id))
+        assert status is not None and status.state == VmState.OFF and status.critical
+        assert "applying the checkpoint failed" in (status.reason or "")
+
+    asyncio.run(go())
+
+
+def test_asked_again_once_done_it_answers_at_once(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        ops = CheckpointOps(b.worker)
+        args = {"apply_id": "a1", "disks": {}, "memory_path": memory_file(paths)}
+        await ops.checkpoint_apply(args)
+        spawned = b.runner.proc
+        assert await ops.checkpoint_apply(args) == {"total_ms": 0.0}
+        assert b.runner.proc is spawned
+        await ops.checkpoint_apply({**args, "apply_id": "a2"})  # the same checkpoint again
+        assert b.runner.proc is not spawned
+        await b.ops.turn_off({})
+        await b.task
+
+    asyncio.run(go())
+
+
+def test_only_a_live_vm_takes_a_checkpoint(paths: HomePaths, tmp_path: Path) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        await b.ops.turn_off({})
+        await b.task
+        args = {"disks": {"0:0": str(tmp_path / "x.avhdx")}, "memory_path": memory_file(paths)}
+        with pytest.raises(PyhvError, match="cannot apply a checkpoint to"):
+            await CheckpointOps(b.worker).checkpoint_apply(args)
+
+    asyncio.run(go())
