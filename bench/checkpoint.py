@@ -10,7 +10,9 @@ the disk swap and the start of the background memory save (the node's ``paused_m
 switches the disks in the running worker and loads the memory into a new QEMU, as loadvm
 keeps the guest stopped throughout: both pauses are their durations. Before the first pyhv
 checkpoint of a QEMU process the worker has QEMU map the guest's memory (outside the pause);
-the second shows the steady state: both are printed, the ratios use the second. Goals:
+the second shows the steady state. QEMU's first savevm is slower than its next ones too, so the
+peer also saves twice: first is compared with first, second with second, and the ratios
+against the goals use the second of each; loadvm loads the second. Goals:
 pause ≤ 0.05 × savevm's, total ≤ 1.0 × (create against savevm, apply against loadvm).
 Asserts nothing.
 
@@ -117,10 +119,15 @@ async def run_peer(home: Path, fill_mib: int) -> dict[str, float]:
         await agent.close()
         qmp = await QmpSession.connect(str(layout.qmp), "peer", 30.0)
         out: dict[str, float] = {}
-        for command in ("savevm", "loadvm"):
+        # Like pyhv's: a first and a second savevm of this QEMU, then loadvm of the second.
+        for key, command in (
+            ("first_savevm", "savevm s1"),
+            ("savevm", "savevm s2"),
+            ("loadvm", "loadvm s2"),
+        ):
             started = time.monotonic()
-            reply = await qmp.execute("human-monitor-command", {"command-line": f"{command} s1"})
-            out[command] = time.monotonic() - started
+            reply = await qmp.execute("human-monitor-command", {"command-line": command})
+            out[key] = time.monotonic() - started
             if reply:
                 raise SystemExit(f"{command} failed: {reply.strip()}")
         await qmp.execute("quit")
@@ -145,8 +152,8 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
     print(f"guest memory 512 MiB, {fill_mib} MiB of it filled with data")
     print(
-        f"QEMU savevm {peer['savevm']:.2f} s (guest paused throughout), "
-        f"loadvm {peer['loadvm']:.2f} s"
+        f"QEMU savevm (first of this QEMU) {peer['first_savevm']:.2f} s, (second) "
+        f"{peer['savevm']:.2f} s (guest paused throughout), loadvm {peer['loadvm']:.2f} s"
     )
     for name in ("first", "second"):
         print(
@@ -156,9 +163,12 @@ def main() -> None:
     print(f"pyhv apply (new disks, memory into a new QEMU): {ours['apply_total']:.2f} s")
     print(
         f"ratio pause pyhv/savevm: {ours['second_pause'] / peer['savevm']:.3f} (goal <= 0.05); "
-        f"first checkpoint {ours['first_pause'] / peer['savevm']:.3f}"
+        f"first checkpoint {ours['first_pause'] / peer['first_savevm']:.3f}"
     )
-    print(f"ratio total pyhv/savevm: {ours['second_total'] / peer['savevm']:.2f} (goal <= 1.0)")
+    print(
+        f"ratio total pyhv/savevm: {ours['second_total'] / peer['savevm']:.2f} (goal <= 1.0); "
+        f"first checkpoint {ours['first_total'] / peer['first_savevm']:.2f}"
+    )
     print(f"ratio apply pyhv/loadvm: {ours['apply_total'] / peer['loadvm']:.2f} (goal <= 1.0)")
 
 

@@ -1,9 +1,10 @@
 """Run a journaled plan step by step: the only module that carries checkpoint steps out.
 
-The journal is written before the first step and after every step, so a crash between any two
-steps leaves a record :mod:`pyhv.checkpoints.recovery` can finish or undo. Tests crash the
-process on purpose with ``PYHV_FAILPOINT=checkpoint.<op>.after_step_<n>``: it exits at once,
-like ``kill -9``, after the journal records ``n`` steps done.
+The journal is written before the first step and after every step but those recovery may
+as well repeat, so a crash between any two steps leaves a record
+:mod:`pyhv.checkpoints.recovery` can finish or undo. Tests crash the process on purpose with
+``PYHV_FAILPOINT=checkpoint.<op>.after_step_<n>``: it exits at once, like ``kill -9``, after
+``n`` steps are done (the journal may record fewer of them: see :meth:`StepRunner.run`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pyhv.worker.status_file import current_status, write_status
 
 FAILPOINT_ENV = "PYHV_FAILPOINT"
 KILLED_EXIT_CODE = 137
+#: Steps after the commit that only rewrite or remove one small file: idempotent and quick.
+RERUN_CHEAPLY = (WriteTree, WriteConfig, MarkSaved, Delete)
 
 
 class StepRunner:
@@ -64,12 +67,22 @@ class StepRunner:
         _failpoint(journal)
 
     def run(self, journal: Journal) -> None:
-        """Journal, then run the steps not done yet; the journal goes when all are."""
+        """Journal, then run the steps not done yet; the journal goes when all are.
+
+        The journal is not rewritten after a step recovery may as well run again cheaply
+        (:data:`RERUN_CHEAPLY` after the commit) nor after the last one: each rewrite is an
+        fsync of the file and of its folder, and a crash then only repeats such steps.
+        """
         self.begin(journal)
         while journal.done < len(journal.steps):
-            self._do(journal.steps[journal.done], journal)
+            step = journal.steps[journal.done]
+            self._do(step, journal)
             journal = journal.advanced()
-            save_journal(self.journal_path, journal)
+            rerun = journal.done > journal.commit and (
+                isinstance(step, RERUN_CHEAPLY) or journal.done == len(journal.steps)
+            )
+            if not rerun:
+                save_journal(self.journal_path, journal)
             _failpoint(journal)
         clear_journal(self.journal_path)
 

@@ -138,13 +138,16 @@ class CheckpointManager:
             target = tree.find(name, config.name)
             online = OnlineVm(self.paths, config)
             live = self._state(config) in LIVE and planner.applies_live(config, target)
+            image_id = str(uuid.uuid4())  # the apply_id of a live apply too
             if not live:
                 online.turn_off()
+            elif target.memory_state is not None:
+                online.prepare_apply(image_id)
             plan = planner.plan_apply(
                 tree,
                 config,
                 target,
-                image_id=str(uuid.uuid4()),
+                image_id=image_id,
                 saved_state=str(self.paths.vm_saved_state(config.id)),
                 live=live,
             )

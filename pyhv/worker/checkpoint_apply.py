@@ -7,29 +7,38 @@ the new QEMU is started with the same command line (:func:`build_qemu_argv`) plu
 command loads one into a running guest), so a new process it is. The order keeps the guest
 from ever running on the wrong disks:
 
-1. the old QEMU is stopped, which drains its disk I/O: every request it sent is answered,
+1. the new QEMU starts ahead (:func:`prepare_spare`, while the caller makes the new disks),
+   on sockets of its own: it only connects to the exports and waits for the memory;
+2. the old QEMU is stopped, which drains its disk I/O: every request it sent is answered,
    none waits in a socket. Applying discards its state, so it is then killed;
-2. the new QEMU starts meanwhile, on new sockets (the old ones' names are unlinked first, so
-   nothing of the worker's can reach the old QEMU by them); it only connects to the exports
-   and waits for the memory;
 3. every export continues in the applied checkpoint's new child (made and journaled by the
    caller): no QEMU sends anything then;
-4. the new QEMU loads the checkpoint's memory file and only then runs, or stays paused when
-   the checkpoint was taken Paused. QMP, console, guest agent and statistics follow it.
+4. the new QEMU's sockets take the usual names, and it loads the checkpoint's memory file
+   and only then runs, or stays paused when the checkpoint was taken Paused. QMP, console,
+   guest agent and statistics follow it.
 
-A generation 2 VM's old QEMU must be gone before the new one starts: it holds the lock of
-the EFI variable store both open.
+Without a spare (none was asked for, it died, or it was for another apply) the new QEMU
+starts after step 2, on the usual names (the old ones' are unlinked first, so nothing of
+the worker's can reach the old QEMU by them). A generation 2 VM gets no spare: its old QEMU
+must be gone before the new one starts, as it holds the lock of the EFI variable store.
 
 The new QEMU maps the old one's guest RAM rather than a new memfd: faulting in fresh memory
 while loading the stream took most of an apply (0.45-0.8 s of 0.6-0.76 s for 512 MiB here);
-mapping the populated pages and loading into them takes about 0.2 s. The worker opens the
+mapping the populated pages and loading into them takes 0.1-0.18 s. The worker opens the
 old QEMU's memfd through ``/proc`` while that QEMU lives (so the memory outlives it,
 generation 2 included) and hands it to the new one as a ``memory-backend-file`` of the same
-id and size: the RAMBlock, so the stream, is named after the backend id, not its type. The
-old QEMU is gone before the stream loads. Nothing of the old contents survives the load: a
-migration sends every page of RAM that is not ``x-ignore-shared`` (never set here), and
-QEMU 7.2 writes a zero page whose target is not zero already. When the memfd cannot be had
-(not exactly one, another size, no access), the new QEMU gets fresh memory.
+id and size: the RAMBlock, so the stream, is named after the backend id, not its type. A
+spare maps it while the old guest still runs: a QEMU starting with ``-incoming`` writes
+nothing into guest RAM. Nothing of the old contents survives the load: a migration sends
+every page of RAM that is not ``x-ignore-shared`` (never set here), and QEMU 7.2 writes a
+zero page whose target is not zero already. When the memfd cannot be had (not exactly one,
+another size, no access), the new QEMU gets fresh memory.
+
+The stream loads without waiting for the old QEMU's exit (unmapping its RAM and translated
+code takes it 0.1-0.2 s here): stopped, it runs no vCPU and has no disk request in flight,
+the worker has closed its QMP, console and agent channels, and once killed it runs no more
+code of its own; its exit only drops its mappings, the pages stay as they are. The worker
+reaps it meanwhile.
 
 Any failure kills whatever QEMU is left and the VM ends Off (``start_error`` says why): the
 caller has committed the apply by then, and restores the memory by a fresh start instead.
@@ -40,15 +49,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyhv.errors import QmpError
+from pyhv.errors import ConfigError, QmpError
+from pyhv.paths import RuntimeLayout
 from pyhv.storage import open_image
 from pyhv.worker import qmp as q
 from pyhv.worker.checkpoint_disks import DiskKey
 from pyhv.worker.disks import export_name
-from pyhv.worker.firmware import firmware_for
+from pyhv.worker.firmware import Firmware, firmware_for
+from pyhv.worker.process import ExitInfo, RunningProcess
 from pyhv.worker.qemu_argv import MEMFD_NAME, DiskWiring, build_qemu_argv
 from pyhv.worker.stats import StatsSampler
 
@@ -59,30 +71,106 @@ QMP_CONNECT_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 300.0
 LOAD_POLL_S = 0.01
 FD_NAME = "apply"
+SPARE_PREFIX = "next-"  # of a spare QEMU's socket names until it takes over
 
 
-async def replace_qemu(w: Worker, disks: dict[DiskKey, Path], memory: Path, paused: bool) -> None:
-    """Run the VM from ``memory`` on ``disks`` in a new QEMU (see the module docstring).
+class SpareLayout(RuntimeLayout):
+    """A spare QEMU's QMP, serial and agent sockets, beside the old QEMU's under other
+    names; the storage provider it connects to is the worker's."""
+
+    @property
+    def qmp(self) -> Path:
+        return self.run_dir / f"{SPARE_PREFIX}{super().qmp.name}"
+
+    @property
+    def serial(self) -> Path:
+        return self.run_dir / f"{SPARE_PREFIX}{super().serial.name}"
+
+    @property
+    def qga(self) -> Path:
+        return self.run_dir / f"{SPARE_PREFIX}{super().qga.name}"
+
+
+@dataclass
+class Spare:
+    """A new QEMU waiting for an apply's memory, its sockets in ``layout``."""
+
+    apply_id: str
+    proc: RunningProcess
+    ram: int | None  # the worker's fd of the guest RAM it maps, kept until it answers QMP
+    layout: RuntimeLayout
+    exit: asyncio.Future[ExitInfo]
+
+    def discard(self) -> None:
+        self.proc.kill()
+        self.release()
+
+    def release(self) -> None:
+        """Let go of its RAM fd and of its own socket names (QEMU has opened the one, and
+        its sockets have the usual names now, or QEMU is gone)."""
+        if self.ram is not None:
+            os.close(self.ram)
+            self.ram = None
+        self.exit.cancel()
+        if isinstance(self.layout, SpareLayout):
+            _remove_spare_sockets(self.layout)
+
+
+async def prepare_spare(w: Worker, apply_id: str) -> Spare | None:
+    """Start the QEMU of the apply ``apply_id`` while the old one runs (see the module
+    docstring); None for a generation 2 VM, or when its socket paths would be too long."""
+    firmware = _firmware(w)
+    if firmware.vars is not None:
+        return None
+    layout = SpareLayout(w.layout.run_dir)
+    try:
+        layout.checked()
+    except ConfigError:
+        return None
+    _remove_spare_sockets(layout)
+    ram = _open_guest_ram(w)
+    try:
+        proc = await _spawn(w, layout, firmware, ram)
+    except BaseException:
+        if ram is not None:
+            os.close(ram)
+        _remove_spare_sockets(layout)
+        raise
+    return Spare(apply_id, proc, ram, layout, asyncio.ensure_future(proc.wait()))
+
+
+async def replace_qemu(
+    w: Worker, disks: dict[DiskKey, Path], memory: Path, paused: bool, spare: Spare | None
+) -> None:
+    """Run the VM from ``memory`` on ``disks`` in ``spare`` or a new QEMU (see the module
+    docstring); ``spare`` is this function's to use or discard.
 
     :raises PyhvError: the VM could not be brought back; it is ending Off.
     """
     done = asyncio.Event()
     w.replacing = done
-    ram: int | None = None
     try:
         await _stop_qemu(w)
-        ram = _open_guest_ram(w)
-        await _start_qemu(w, ram)
+        old = w.proc
+        assert old is not None
+        if spare is None:
+            spare = await _start_qemu(w)
+        else:
+            old.kill()
+        w.proc = spare.proc
+        w.set_status(w.status.model_copy(update={"qemu_pid": w.proc.pid}))
         await _serve(w, disks)
-        await _run_from(w, memory, paused)
+        await _run_from(w, memory, paused, spare)
     except BaseException as e:
         w.facts.start_error = f"applying the checkpoint failed: {e}"
+        if spare is not None:
+            spare.proc.kill()
         if w.proc is not None:
             w.proc.kill()
         raise
     finally:
-        if ram is not None:
-            os.close(ram)  # the new QEMU has it open (it answered QMP) or is gone
+        if spare is not None:
+            spare.release()
         w.replacing = None
         done.set()
 
@@ -118,6 +206,36 @@ def _open_guest_ram(w: Worker) -> int | None:
     return fd
 
 
+def _remove_spare_sockets(layout: SpareLayout) -> None:
+    for path in (layout.qmp, layout.serial, layout.qga):
+        path.unlink(missing_ok=True)
+
+
+def _firmware(w: Worker) -> Firmware:
+    return firmware_for(w.config.generation, w.paths.vm_efi_vars(w.config.id))
+
+
+async def _spawn(
+    w: Worker, layout: RuntimeLayout, firmware: Firmware, ram: int | None
+) -> RunningProcess:
+    """A QEMU waiting for the memory on ``layout``'s sockets, on ``ram`` (the worker's fd)
+    if given."""
+    wirings = [
+        DiskWiring(c, d.slot, export_name(c, d.slot), d.read_only) for c, d in w.config.disks()
+    ]
+    argv = build_qemu_argv(
+        w.config,
+        layout,
+        w.accel,
+        firmware,
+        incoming="defer",
+        disks=wirings,
+        start_paused=True,
+        memory_file=None if ram is None else f"/proc/{os.getpid()}/fd/{ram}",
+    )
+    return await w.env.runner.spawn(argv, w.paths.vm_log_dir(w.config.id) / "qemu.log")
+
+
 async def _stop_qemu(w: Worker) -> None:
     """Stop the old QEMU and let go of its QMP, console and agent channels."""
     qmp = w.qmp
@@ -130,37 +248,25 @@ async def _stop_qemu(w: Worker) -> None:
     await w.agent.close()
 
 
-async def _start_qemu(w: Worker, ram: int | None) -> None:
-    """Start the new QEMU, waiting for the memory, on ``ram`` (the worker's fd) if given;
-    kill the old one (for good once the new one is recorded, so the worker waits for the new
-    one's exit instead) and wait for it to be gone: it must not touch the shared RAM again.
-    Its exit takes 0.1-0.2 s here; waiting for it only before the load, overlapped with the
-    new QEMU's start, measured slower on 2 cores (the two compete for them)."""
+async def _start_qemu(w: Worker) -> Spare:
+    """Kill the old QEMU (a generation 2 VM's must be gone first) and start the new one on
+    the usual socket names, mapping the old one's RAM when it can be had."""
     old = w.proc
     assert old is not None
-    firmware = firmware_for(w.config.generation, w.paths.vm_efi_vars(w.config.id))
+    ram = _open_guest_ram(w)
+    old.kill()
+    firmware = _firmware(w)
     if firmware.vars is not None:
-        old.kill()
         await old.wait()
     for path in (w.layout.qmp, w.layout.serial, w.layout.qga):
         path.unlink(missing_ok=True)
-    wirings = [
-        DiskWiring(c, d.slot, export_name(c, d.slot), d.read_only) for c, d in w.config.disks()
-    ]
-    argv = build_qemu_argv(
-        w.config,
-        w.layout,
-        w.accel,
-        firmware,
-        incoming="defer",
-        disks=wirings,
-        start_paused=True,
-        memory_file=None if ram is None else f"/proc/{os.getpid()}/fd/{ram}",
-    )
-    w.proc = await w.env.runner.spawn(argv, w.paths.vm_log_dir(w.config.id) / "qemu.log")
-    old.kill()
-    w.set_status(w.status.model_copy(update={"qemu_pid": w.proc.pid}))
-    await old.wait()
+    try:
+        proc = await _spawn(w, w.layout, firmware, ram)
+    except BaseException:
+        if ram is not None:
+            os.close(ram)
+        raise
+    return Spare("", proc, ram, w.layout, asyncio.ensure_future(proc.wait()))
 
 
 async def _serve(w: Worker, disks: dict[DiskKey, Path]) -> None:
@@ -180,13 +286,19 @@ async def _serve(w: Worker, disks: dict[DiskKey, Path]) -> None:
             disk.path = new
 
 
-async def _run_from(w: Worker, memory: Path, paused: bool) -> None:
+async def _run_from(w: Worker, memory: Path, paused: bool, new: Spare) -> None:
+    """Attach to the new QEMU, give its sockets the usual names, and run it from
+    ``memory``."""
     assert w.proc is not None
-    qmp = await w.env.connect_qmp(str(w.layout.qmp), w.config.name, QMP_CONNECT_TIMEOUT_S)
+    qmp = await w.env.connect_qmp(str(new.layout.qmp), w.config.name, QMP_CONNECT_TIMEOUT_S)
     w.qmp = qmp
     w.watch_events(qmp)
     if w.config.com1.mode == "console":
-        await w.console.attach(str(w.layout.serial))
+        await w.console.attach(str(new.layout.serial))
+    if isinstance(new.layout, SpareLayout):
+        for name in ("qmp", "serial", "qga"):
+            with contextlib.suppress(FileNotFoundError):
+                getattr(new.layout, name).rename(getattr(w.layout, name))
     await load_memory(qmp, memory)
     if not paused:
         await qmp.execute("cont")

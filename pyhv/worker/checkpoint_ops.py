@@ -26,7 +26,10 @@ path>", …}, "memory_path": "<file>", "paused": bool}`` → ``{"total_ms": floa
 back to a checkpoint with memory: the disks continue in the given children and a new QEMU
 runs from the memory file, Paused with ``paused`` (:mod:`.checkpoint_apply`). Asked again
 with an ``apply_id`` it has done (a retry after the caller crashed), it answers at once;
-when it fails the VM ends Off.
+when it fails the VM ends Off. ``checkpoint_apply_prepare`` ``{"apply_id": str}`` →
+``{"prepared": bool}``, sent before the caller makes the new disks, starts that QEMU
+meanwhile; the spare is dropped unless the apply of that ``apply_id`` comes within
+``SPARE_TIMEOUT_S``.
 
 ``disk_images`` answers which file each disk is served from (crash recovery asks it).
 """
@@ -44,7 +47,7 @@ from pyhv.model import VmState
 from pyhv.storage import open_image
 from pyhv.storage.operations.files import fsync_dir
 from pyhv.storage.operations.merge import KeepsIdentity
-from pyhv.worker.checkpoint_apply import replace_qemu
+from pyhv.worker.checkpoint_apply import Spare, prepare_spare, replace_qemu
 from pyhv.worker.checkpoint_disks import (
     DiskKey,
     SwappedDisks,
@@ -54,12 +57,16 @@ from pyhv.worker.checkpoint_disks import (
 )
 from pyhv.worker.memory_save import MemorySave, prepare_memory_save, start_memory_save
 from pyhv.worker.online_merge import MirrorImage, copy_into_target
+from pyhv.worker.qmp import Qmp
 from pyhv.worker.states import Action, Event
 
 if TYPE_CHECKING:
     from pyhv.worker.worker import Worker
 
 LIVE = (VmState.RUNNING, VmState.PAUSED)
+#: A spare QEMU waits this long for its apply: the caller only makes a few new differencing
+#: disks and journals them in between; a caller that crashed meanwhile must not leave it.
+SPARE_TIMEOUT_S = 10.0
 
 
 def parse_swap_args(args: dict[str, Any]) -> tuple[dict[DiskKey, Path], Path | None, bool]:
@@ -77,11 +84,14 @@ class CheckpointOps:
         self.w = worker
         self._busy = asyncio.Lock()
         self._applied: set[str] = set()  # apply_ids of checkpoint_apply done
+        self._spare: Spare | None = None
+        self._spare_expiry: asyncio.TimerHandle | None = None
 
     def handlers(self) -> dict[str, Any]:
         return {
             "checkpoint_swap": self.checkpoint_swap,
             "checkpoint_apply": self.checkpoint_apply,
+            "checkpoint_apply_prepare": self.checkpoint_apply_prepare,
             "merge_running": self.merge_running,
             "disk_images": self.disk_images,
         }
@@ -132,14 +142,20 @@ class CheckpointOps:
         async with self._busy:
             if apply_id and apply_id in self._applied:
                 return {"total_ms": 0.0}
-            self._require_live("apply a checkpoint to")
-            served = {(c, d.slot) for c, d in self.w.config.disks()}
-            if set(disks) - served:
-                raise UsageError(f"VM '{self.w.config.name}' has no disk in {set(disks)}")
-            started = time.monotonic()
-            self.w.record(Action.APPLY)
+            spare = self._take_spare(apply_id)
             try:
-                await replace_qemu(self.w, disks, memory, paused)
+                self._require_live("apply a checkpoint to")
+                served = {(c, d.slot) for c, d in self.w.config.disks()}
+                if set(disks) - served:
+                    raise UsageError(f"VM '{self.w.config.name}' has no disk in {set(disks)}")
+                started = time.monotonic()
+                self.w.record(Action.APPLY)
+            except BaseException:
+                if spare is not None:
+                    spare.discard()
+                raise
+            try:
+                await replace_qemu(self.w, disks, memory, paused, spare)
             except BaseException:
                 await self.w.exited.wait()  # answer once the VM is Off
                 raise
@@ -149,6 +165,28 @@ class CheckpointOps:
             self.w.log.info("applied checkpoint memory %s in %.0f ms", memory.name, total_ms)
             return {"total_ms": total_ms}
 
+    async def checkpoint_apply_prepare(self, args: dict[str, Any]) -> Any:
+        apply_id = str(args["apply_id"])
+        async with self._busy:
+            self._require_live("apply a checkpoint to")
+            self._take_spare(None)
+            self._spare = await prepare_spare(self.w, apply_id)
+            if self._spare is not None:
+                loop = asyncio.get_running_loop()
+                self._spare_expiry = loop.call_later(SPARE_TIMEOUT_S, self._take_spare, None)
+            return {"prepared": self._spare is not None}
+
+    def _take_spare(self, apply_id: str | None) -> Spare | None:
+        """The spare QEMU for ``apply_id`` if it still runs; any other is discarded."""
+        spare, self._spare = self._spare, None
+        if self._spare_expiry is not None:
+            self._spare_expiry.cancel()
+            self._spare_expiry = None
+        if spare is not None and (spare.apply_id != apply_id or spare.exit.done()):
+            spare.discard()
+            return None
+        return spare
+
     async def _take(
         self, disks: dict[DiskKey, Path], memory: Path | None, running: bool
     ) -> tuple[float, MemorySave | None]:
@@ -156,12 +194,10 @@ class CheckpointOps:
         qmp = self.w.qmp
         assert qmp is not None
         swapped: SwappedDisks | None = None
-        save = None
+        save: MemorySave | None = None
         stopped = time.monotonic()
         try:
-            if memory is not None:
-                save = await prepare_memory_save(qmp, memory, background=running)
-            swapped = await make_children(self.w.disks, disks)
+            swapped, save = await self._prepare(qmp, disks, memory, running)
             stopped = time.monotonic()
             if running:
                 await qmp.execute("stop")
@@ -183,6 +219,30 @@ class CheckpointOps:
         self._record_paths(disks)
         await swapped.commit()
         return paused_ms, save
+
+    async def _prepare(
+        self, qmp: Qmp, disks: dict[DiskKey, Path], memory: Path | None, running: bool
+    ) -> tuple[SwappedDisks, MemorySave | None]:
+        """Make the children and set the memory save up side by side, while the guest runs:
+        one waits on the disk, the other on QEMU (each about 20 ms here). When either fails,
+        what the other did is undone too.
+        """
+        children = make_children(self.w.disks, disks)
+        if memory is None:
+            return await children, None
+        made, prepared = await asyncio.gather(
+            children, prepare_memory_save(qmp, memory, background=running), return_exceptions=True
+        )
+        if isinstance(made, BaseException) or isinstance(prepared, BaseException):
+            if isinstance(made, SwappedDisks):
+                await made.undo()
+            if isinstance(prepared, MemorySave):
+                await prepared.abort()
+        if isinstance(made, BaseException):
+            raise made
+        if isinstance(prepared, BaseException):
+            raise prepared
+        return made, prepared
 
     async def merge_running(self, args: dict[str, Any]) -> Any:
         """:raises UsageError: ``into`` is not the parent of the disk's image."""

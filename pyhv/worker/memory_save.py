@@ -10,7 +10,13 @@ instant (see :mod:`pyhv.worker.checkpoint_ops`), and wait for QEMU's own resume.
 A paused VM stays paused: its memory is written by an ordinary migration.
 
 The file is written as ``<name>.partial`` and renamed once QEMU reports completion, so a
-memory file that exists is always whole.
+memory file that exists is always whole. It is flushed to the disk while QEMU writes it, so
+the fsync after completion finds little left to write.
+
+Inside QEMU 7.2 a background snapshot costs three system calls per 4 KiB page (the write of
+its buffer, the ioctl lifting the page's write protection, a read of the userfaultfd), and
+no migration capability or parameter shortens that: multifd, compression and xbzrle are
+refused with it, and only huge-page guest memory would save pages in bigger runs.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ FD_NAME = "checkpoint"
 RESUME_TIMEOUT_S = 60.0
 POLL_S = 0.002
 FINISH_POLL_S = 0.02  # the checkpoint is done when the file is: do not idle long after it
+#: How often the file written so far is pushed to the disk while QEMU still writes it.
+WRITE_BACK_S = 0.05
 
 
 #: QEMU limits a migration to 128 MiB/s unless told otherwise; a file takes what it can.
@@ -85,6 +93,18 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.partial")
 
 
+def poll_delay(last: tuple[float, int] | None, now: float, remaining: int) -> float:
+    """How long to wait before asking QEMU again, ``remaining`` bytes of RAM to save at
+    ``now`` and ``last`` the previous (time, bytes): until they should all be saved at the
+    rate since then, between :data:`POLL_S` and :data:`FINISH_POLL_S`."""
+    if remaining == 0:
+        return POLL_S  # only the end of the stream is left
+    if last is None or last[1] <= remaining:
+        return FINISH_POLL_S
+    rate = (last[1] - remaining) / max(now - last[0], 1e-6)
+    return min(FINISH_POLL_S, max(POLL_S, remaining / rate))
+
+
 @dataclass
 class MemorySave:
     """One migration to a file, from :func:`start_memory_save` to :meth:`finish`."""
@@ -100,8 +120,14 @@ class MemorySave:
 
         :raises QmpError: the migration failed (the partial file is removed).
         """
+        written = asyncio.Event()
+        write_back = asyncio.create_task(self._write_back(written))
         try:
-            await q.wait_migration(self.qmp, poll_s=FINISH_POLL_S)
+            try:
+                await self._until_complete()
+            finally:
+                written.set()
+                await write_back
             await asyncio.to_thread(os.fsync, self.fd)
         except BaseException:
             self.discard()
@@ -111,6 +137,41 @@ class MemorySave:
         os.close(self.fd)
         os.replace(partial_path(self.path), self.path)
         fsync_dir(self.path.parent)
+
+    async def _until_complete(self) -> None:
+        """Poll ``query-migrate`` until QEMU is done, at the moment it should be done.
+
+        QEMU reports the RAM still to save; the rate it went down at since the last poll
+        says when that reaches zero, and the next poll comes then (:func:`poll_delay`): a
+        fixed interval would idle half of one on average after the file is complete. (The
+        MIGRATION event would need the worker's one event reader and the ``events``
+        capability; this keeps the save self-contained.)
+
+        :raises QmpError: the migration failed or was cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        last: tuple[float, int] | None = None
+        while True:
+            info = await self.qmp.execute("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise QmpError(f"saving the VM's state failed: {info.get('error-desc', status)}")
+            now, remaining = loop.time(), int(info.get("ram", {}).get("remaining", 0))
+            await asyncio.sleep(poll_delay(last, now, remaining))
+            last = (now, remaining)
+
+    async def _write_back(self, written: asyncio.Event) -> None:
+        """Flush the file to the disk over and over while QEMU writes it, until ``written``,
+        so that the final fsync finds only the last few megabytes dirty instead of the whole
+        file (about 0.1 s per 100 MiB here, all of it after QEMU is done otherwise). An
+        error ends the save: the kernel reports a failed write-back once, so the final fsync
+        would no longer see it."""
+        while not written.is_set():
+            await asyncio.to_thread(os.fdatasync, self.fd)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(written.wait(), WRITE_BACK_S)
 
     async def abort(self) -> None:
         """Cancel a migration that must not complete (the checkpoint failed), or take the

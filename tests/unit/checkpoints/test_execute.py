@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from pyhv.checkpoints import execute
 from pyhv.checkpoints.execute import StepRunner
 from pyhv.checkpoints.journal import Journal
 from pyhv.checkpoints.saved_state import saved_paused
-from pyhv.checkpoints.steps import ApplyRunning, MarkSaved, Step
+from pyhv.checkpoints.steps import (
+    ApplyRunning,
+    CopyFile,
+    Delete,
+    MarkSaved,
+    Step,
+    WriteConfig,
+    WriteTree,
+)
 from pyhv.checkpoints.tree import CheckpointTree
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState
@@ -65,3 +76,37 @@ def test_a_live_apply_done_by_the_worker_leaves_no_saved_state(tmp_path: Path) -
     step = ApplyRunning(apply_id="a1", disks={"0:0": "/d/x.avhdx"}, memory=str(memory))
     paths, vm_id = run_step(tmp_path, step, applied=True)
     assert not paths.vm_saved_state(vm_id).exists()
+
+
+def test_the_journal_is_not_rewritten_for_steps_recovery_may_repeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the commit, rewriting the tree, the configuration or deleting a file is cheap to
+    repeat, and so is the last step: the journal records only the commit and the apply."""
+    recorded: list[int] = []
+    monkeypatch.setattr(execute, "save_journal", lambda path, j: recorded.append(j.done))
+    paths = HomePaths(tmp_path / "home")
+    inventory = Inventory(paths)
+    config = inventory.create(VmConfig(name="vm1"))
+    folder = paths.vm_checkpoints_dir(config.id)
+    folder.mkdir(parents=True)
+    memory = tmp_path / "c1.vmrs"
+    memory.write_bytes(b"memory of c1")
+    copy = tmp_path / "copy.vmrs"
+    steps: list[Step] = [
+        CopyFile(src=str(memory), dst=str(copy)),
+        WriteTree(),
+        WriteConfig(),
+        ApplyRunning(apply_id="a1", disks={}, memory=str(memory)),
+        Delete(path=str(copy)),
+    ]
+    runner = StepRunner(
+        inventory, folder / "tree.json", folder / "journal.json", apply_online=lambda s: True
+    )
+    runner.run(
+        Journal(
+            op="apply", steps=steps, commit=1, tree=CheckpointTree(), config=config.model_dump()
+        )
+    )
+    assert recorded == [0, 1, 4]
+    assert (folder / "tree.json").exists() and not copy.exists()

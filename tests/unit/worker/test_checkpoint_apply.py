@@ -13,7 +13,8 @@ from test_worker_lifecycle import boot
 from pyhv.errors import PyhvError
 from pyhv.model import VmState
 from pyhv.paths import HomePaths
-from pyhv.worker.checkpoint_apply import guest_ram_fd
+from pyhv.worker import checkpoint_ops
+from pyhv.worker.checkpoint_apply import SPARE_PREFIX, guest_ram_fd
 from pyhv.worker.checkpoint_ops import CheckpointOps
 from pyhv.worker.qemu_argv import MEMFD_NAME
 from pyhv.worker.status_file import read_status_file
@@ -71,7 +72,7 @@ def test_the_new_qemu_maps_the_old_ones_guest_memory(paths: HomePaths, right_siz
         finally:
             os.close(ram)
         backend = next(a for a in b.runner.argv if a.startswith("memory-backend-"))
-        mapped = re.fullmatch(r"memory-backend-file,.*,mem-path=/proc/(\d+)/fd/(\d+),.*", backend)
+        mapped = re.fullmatch(r"memory-backend-file,.*,mem-path=/proc/(\d+)/fd/(\d+)", backend)
         if not right_size:
             assert mapped is None and backend.startswith("memory-backend-memfd,")
         else:
@@ -135,5 +136,61 @@ def test_only_a_live_vm_takes_a_checkpoint(paths: HomePaths, tmp_path: Path) -> 
         args = {"disks": {"0:0": str(tmp_path / "x.avhdx")}, "memory_path": memory_file(paths)}
         with pytest.raises(PyhvError, match="cannot apply a checkpoint to"):
             await CheckpointOps(b.worker).checkpoint_apply(args)
+
+    asyncio.run(go())
+
+
+def test_a_spare_started_ahead_takes_the_apply(paths: HomePaths) -> None:
+    """The QEMU is started while the guest still runs, on sockets of its own, and takes the
+    usual names once the old one is stopped and killed."""
+
+    async def go() -> None:
+        b = await boot(paths)
+        old = b.runner.proc
+        assert old is not None
+        ops = CheckpointOps(b.worker)
+        assert await ops.checkpoint_apply_prepare({"apply_id": "a1"}) == {"prepared": True}
+        spare, run = b.runner.proc, b.worker.layout.run_dir
+        assert spare is not None and spare is not old and b.worker.proc is old
+        assert "stop" not in b.qmp.commands  # the guest runs on meanwhile
+        assert any(f"path={run / SPARE_PREFIX}qmp.sock," in a for a in b.runner.argv)
+        (run / f"{SPARE_PREFIX}qmp.sock").write_text("the spare's")  # as QEMU binds it
+        args = {"apply_id": "a1", "disks": {}, "memory_path": memory_file(paths)}
+        await ops.checkpoint_apply(args)
+        assert b.runner.proc is spare and b.worker.proc is spare  # no other QEMU started
+        assert (await old.wait()).returncode == -9
+        assert (run / "qmp.sock").read_text() == "the spare's"
+        assert not list(run.glob(f"{SPARE_PREFIX}*"))
+        await b.ops.turn_off({})
+        await b.task
+        assert b.worker.status.state == VmState.OFF and not b.worker.status.critical
+
+    asyncio.run(go())
+
+
+def test_a_spare_not_taken_is_killed(paths: HomePaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One for another apply is killed when that apply comes; one no apply comes for, soon."""
+    monkeypatch.setattr(checkpoint_ops, "SPARE_TIMEOUT_S", 0.05)
+
+    async def go() -> None:
+        b = await boot(paths)
+        ops = CheckpointOps(b.worker)
+        await ops.checkpoint_apply_prepare({"apply_id": "a1"})
+        other = b.runner.proc
+        assert other is not None
+        args = {"apply_id": "a2", "disks": {}, "memory_path": memory_file(paths)}
+        await ops.checkpoint_apply(args)
+        assert (await other.wait()).returncode == -9
+        live = b.runner.proc
+        assert b.worker.proc is live and live is not other
+        await ops.checkpoint_apply_prepare({"apply_id": "a3"})
+        unclaimed = b.runner.proc
+        assert unclaimed is not None
+        assert (await unclaimed.wait()).returncode == -9
+        assert not list(b.worker.layout.run_dir.glob(f"{SPARE_PREFIX}*"))
+        assert b.worker.status.state == VmState.RUNNING and b.worker.proc is live
+        b.runner.proc = live  # the fake QMP ends the runner's last QEMU at turn_off
+        await b.ops.turn_off({})
+        await b.task
 
     asyncio.run(go())

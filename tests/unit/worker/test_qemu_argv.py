@@ -106,7 +106,7 @@ def test_restore_and_start_paused() -> None:
 
 def test_a_memory_file_replaces_only_the_memfd() -> None:
     argv = build_qemu_argv(config(), RUN, "tcg", SEABIOS, memory_file="/proc/7/fd/9,x")
-    mapped = "memory-backend-file,id=mem,size=512M,share=on,mem-path=/proc/7/fd/9,,x,prealloc=on"
+    mapped = "memory-backend-file,id=mem,size=512M,share=on,mem-path=/proc/7/fd/9,,x"
     assert pairs(argv, "-object")[0] == mapped
     fresh = build_qemu_argv(config(), RUN, "tcg", SEABIOS)
     assert [a for a in argv if a != mapped] == [a for a in fresh if not a.startswith("memory-")]

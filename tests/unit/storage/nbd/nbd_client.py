@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyhv.storage.image import (
     DiskImage,
@@ -19,6 +20,7 @@ from pyhv.storage.image import (
     ImageInfo,
     merge_extents,
 )
+from pyhv.storage.nbd import NbdServer
 from pyhv.storage.nbd import protocol as p
 
 
@@ -248,3 +250,21 @@ class NbdClient:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+def run(test: Callable[[NbdServer, Path], Awaitable[None]], tmp_path: Path) -> None:
+    """Start a server on ``tmp_path/nbd.sock``, run ``test`` and close the server."""
+
+    async def main() -> None:
+        sock = tmp_path / "nbd.sock"
+        async with NbdServer(sock, io_threads=4) as server:
+            await asyncio.wait_for(test(server, sock), 60)
+
+    asyncio.run(main())
+
+
+async def client(sock: Path, **kw: Any) -> NbdClient:
+    """A client that has connected and chosen its export."""
+    c = await NbdClient.connect(sock)
+    await c.go(**kw)
+    return c

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from nbd_client import MemImage, NbdClient, eventually
+from nbd_client import MemImage, client, eventually, run
 
 from pyhv.storage.nbd import NbdServer
 from pyhv.storage.nbd import protocol as p
@@ -39,21 +37,6 @@ class CachedMemImage(MemImage):
     def read(self, offset: int, length: int) -> bytes:
         self.thread_reads += 1
         return super().read(offset, length)
-
-
-def run(test: Callable[[NbdServer, Path], Awaitable[None]], tmp_path: Path) -> None:
-    async def main() -> None:
-        sock = tmp_path / "nbd.sock"
-        async with NbdServer(sock, io_threads=4) as server:
-            await asyncio.wait_for(test(server, sock), 60)
-
-    asyncio.run(main())
-
-
-async def client(sock: Path, **kw: Any) -> NbdClient:
-    c = await NbdClient.connect(sock)
-    await c.go(**kw)
-    return c
 
 
 @pytest.mark.parametrize("structured", [False, True])

@@ -6,12 +6,20 @@ import asyncio
 import logging
 import stat
 import struct
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nbd_client import MemImage, NbdClient, eventually, pack_info_request, pack_option, pack_request
+from nbd_client import (
+    MemImage,
+    NbdClient,
+    client,
+    eventually,
+    pack_info_request,
+    pack_option,
+    pack_request,
+    run,
+)
 
 from pyhv.errors import (
     ConfigError,
@@ -26,23 +34,6 @@ from pyhv.storage.nbd import protocol as p
 from pyhv.storage.nbd.connection import MAX_IN_FLIGHT
 
 SIZE = 1 << 20
-
-
-def run(test: Callable[[NbdServer, Path], Awaitable[None]], tmp_path: Path) -> None:
-    """Start a server on ``tmp_path/nbd.sock``, run ``test`` and close the server."""
-
-    async def main() -> None:
-        sock = tmp_path / "nbd.sock"
-        async with NbdServer(sock, io_threads=4) as server:
-            await asyncio.wait_for(test(server, sock), 60)
-
-    asyncio.run(main())
-
-
-async def client(sock: Path, **kw: Any) -> NbdClient:
-    c = await NbdClient.connect(sock)
-    await c.go(**kw)
-    return c
 
 
 def test_socket_is_private_and_flags_advertised(tmp_path: Path) -> None:
