@@ -16,7 +16,12 @@ against the goals use the second of each; loadvm loads the second. Goals:
 pause ≤ 0.05 × savevm's, total ≤ 1.0 × (create against savevm, apply against loadvm).
 Asserts nothing.
 
-    .venv/bin/python bench/checkpoint.py [--fill-mib 128]
+Both sides run twice: guest RAM on 4 KiB pages, then on 2 MiB huge pages (``memory_hugepages``;
+the bench grows the host's pool for the run and puts it back). QEMU 7.2's background snapshot
+write-protects, copies and releases guest memory one host page at a time (three system calls
+per page), so the page size decides how its total compares with savevm's.
+
+    .venv/bin/python bench/checkpoint.py [--fill-mib 128] [--pages 4k|2m|both]
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vm_start import make_vm
 
 from pyhv.checkpoints import CheckpointManager
 from pyhv.guestkit import READY_LINE, build_kit
+from pyhv.host.hugepages import POOL, available_pages, pages_for, pool_pages
 from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmConfig, make_vm_config
 from pyhv.paths import HomePaths, RuntimeLayout
 from pyhv.worker.agent import GuestAgent
@@ -67,12 +75,12 @@ def fill_script(mib: int) -> list[str]:
     return ["sh", "-c", f"yes 0123456789abcdef | head -c {mib}M > /tmp/fill && echo ok"]
 
 
-def run_pyhv(home: Path, fill_mib: int) -> dict[str, float]:
+def run_pyhv(home: Path, fill_mib: int, hugepages: bool) -> dict[str, float]:
     kit = build_kit()
     paths = HomePaths(home, run_root=home / "run")
     disk = home / "root.vhdx"
     shutil.copyfile(kit.rootdisk, disk)
-    config = make_vm(paths, kit, disk)
+    config = make_vm(paths, kit, disk, hugepages)
     host, manager = LocalHost(paths), CheckpointManager(paths)
     host.start(config.name, wait_ready_s=TIMEOUT_S)
     host.exec(config.name, fill_script(fill_mib), timeout_s=TIMEOUT_S)
@@ -90,7 +98,7 @@ def run_pyhv(home: Path, fill_mib: int) -> dict[str, float]:
     return out
 
 
-async def run_peer(home: Path, fill_mib: int) -> dict[str, float]:
+async def run_peer(home: Path, fill_mib: int, hugepages: bool) -> dict[str, float]:
     kit = build_kit()
     qcow2 = home / "peer.qcow2"
     subprocess.run(
@@ -100,6 +108,7 @@ async def run_peer(home: Path, fill_mib: int) -> dict[str, float]:
         name="peer",
         processor_count=1,
         memory_startup_mib=512,
+        memory_hugepages=hugepages,
         kernel=KernelBoot(kernel=kit.kernel, initrd=kit.initrd, cmdline=kit.cmdline),
         scsi_controllers=[ScsiController(disks=[DiskAttachment(slot=0, path=qcow2)])],
     )
@@ -140,17 +149,33 @@ async def run_peer(home: Path, fill_mib: int) -> dict[str, float]:
         await proc.wait()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fill-mib", type=int, default=128)
-    fill_mib = parser.parse_args().fill_mib
+@contextmanager
+def hugepage_pool(pages: int) -> Iterator[None]:
+    """At least ``pages`` free 2 MiB pages for the duration (the bench runs as root, like
+    pyhvd); the pool's size is put back afterwards."""
+    nr = POOL / "nr_hugepages"
+    before = pool_pages("nr_hugepages")
+    shortfall = pages - available_pages()
+    if shortfall > 0:
+        nr.write_text(f"{before + shortfall}\n")
+    if available_pages() < pages:
+        nr.write_text(f"{before}\n")
+        raise SystemExit(f"the kernel gave fewer than {pages} free huge pages")
+    try:
+        yield
+    finally:
+        nr.write_text(f"{before}\n")
+
+
+def measure(fill_mib: int, hugepages: bool) -> None:
     home = Path(tempfile.mkdtemp(prefix="pyhvc", dir="/tmp"))
     try:
-        peer = asyncio.run(run_peer(home, fill_mib))
-        ours = run_pyhv(home, fill_mib)
+        peer = asyncio.run(run_peer(home, fill_mib, hugepages))
+        ours = run_pyhv(home, fill_mib, hugepages)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    print(f"guest memory 512 MiB, {fill_mib} MiB of it filled with data")
+    pages = "2 MiB huge pages" if hugepages else "4 KiB pages"
+    print(f"== guest memory 512 MiB on {pages} (both), {fill_mib} MiB of it filled with data")
     print(
         f"QEMU savevm (first of this QEMU) {peer['first_savevm']:.2f} s, (second) "
         f"{peer['savevm']:.2f} s (guest paused throughout), loadvm {peer['loadvm']:.2f} s"
@@ -170,6 +195,18 @@ def main() -> None:
         f"first checkpoint {ours['first_total'] / peer['first_savevm']:.2f}"
     )
     print(f"ratio apply pyhv/loadvm: {ours['apply_total'] / peer['loadvm']:.2f} (goal <= 1.0)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fill-mib", type=int, default=128)
+    parser.add_argument("--pages", choices=["4k", "2m", "both"], default="both")
+    args = parser.parse_args()
+    if args.pages in ("4k", "both"):
+        measure(args.fill_mib, hugepages=False)
+    if args.pages in ("2m", "both"):
+        with hugepage_pool(2 * pages_for(512)):
+            measure(args.fill_mib, hugepages=True)
 
 
 if __name__ == "__main__":

@@ -90,11 +90,12 @@ def time_pyhv(env: dict[str, str], paths: HomePaths, config: VmConfig) -> tuple[
     return elapsed, memory.rss, memory.uss
 
 
-def make_vm(paths: HomePaths, kit: KitPaths, disk: Path) -> VmConfig:
+def make_vm(paths: HomePaths, kit: KitPaths, disk: Path, hugepages: bool = False) -> VmConfig:
     config = make_vm_config(
         name="bench",
         processor_count=1,
         memory_startup_mib=512,
+        memory_hugepages=hugepages,
         kernel=KernelBoot(kernel=kit.kernel, initrd=kit.initrd, cmdline=kit.cmdline),
         scsi_controllers=[ScsiController(disks=[DiskAttachment(slot=0, path=disk)])],
     )

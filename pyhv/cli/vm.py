@@ -33,6 +33,9 @@ def new(
     name: str,
     cpus: int = typer.Option(1, "--cpus", help="Virtual processors."),
     memory: str = typer.Option("512M", "--memory", help="Startup memory, e.g. 512M or 2G."),
+    hugepages: bool = typer.Option(
+        False, "--hugepages", help="Back the memory with the host's 2 MiB huge pages."
+    ),
     generation: int = typer.Option(1, "--generation", help="1 (BIOS) or 2 (UEFI)."),
     kernel: Path | None = typer.Option(None, "--kernel", help="Linux kernel for direct boot."),
     initrd: Path | None = typer.Option(None, "--initrd", help="Initramfs for direct boot."),
@@ -53,6 +56,7 @@ def new(
         name=name,
         processor_count=cpus,
         memory_startup_mib=parse_size(memory) // MiB,
+        memory_hugepages=hugepages,
         generation=generation,
         kernel=boot,
         scsi_controllers=[ScsiController(disks=disks)],

@@ -99,7 +99,8 @@ def print_vm(console: Console, view: VmView, sample: VmSample | None) -> None:
     info.add_row("State", _state_text(status.state, status.critical) + reason)
     info.add_row("Generation", str(config.generation))
     info.add_row("Processors", str(config.processor_count))
-    info.add_row("Startup memory", f"{config.memory_startup_mib} MiB")
+    pages = ", on 2 MiB huge pages" if config.memory_hugepages else ""
+    info.add_row("Startup memory", f"{config.memory_startup_mib} MiB{pages}")
     if config.kernel is not None:
         info.add_row("Kernel", f"{config.kernel.kernel} {config.kernel.cmdline}")
     for c, disk in config.disks():

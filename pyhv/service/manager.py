@@ -71,7 +71,7 @@ SETTLE_TIMEOUT_S = 10.0
 SETTLE_POLL_S = 0.1
 _LISTING = TypeAdapter(list[VmSummary])
 # Changing these needs the VM at rest, as in Hyper-V.
-_OFF_ONLY = ("processor_count", "memory_startup_mib")
+_OFF_ONLY = ("processor_count", "memory_startup_mib", "memory_hugepages")
 
 
 def _available_memory_mib() -> int:

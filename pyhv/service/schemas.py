@@ -94,7 +94,8 @@ class VmCreate(VmConfig):
 class VmPatch(BaseModel):
     """``PATCH /vms/{id}``: Set-VM, Set-VMProcessor and Set-VMMemory in one; absent = unchanged.
 
-    Processor count and startup memory change only while the VM is Off; the rest at any time.
+    Processor count, startup memory and its huge pages change only while the VM is Off; the rest
+    at any time.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -102,6 +103,7 @@ class VmPatch(BaseModel):
     name: str | None = None
     processor_count: int | None = None
     memory_startup_mib: int | None = None
+    memory_hugepages: bool | None = None
     notes: str | None = None
     automatic_start_action: AutomaticStartAction | None = None
     automatic_stop_action: AutomaticStopAction | None = None

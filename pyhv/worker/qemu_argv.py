@@ -230,8 +230,15 @@ def _machine(
         "size": f"{mib}M",
         "share": True,
     }
+    if config.memory_hugepages:
+        memory |= {"hugetlb": True, "hugetlbsize": "2M"}
     if memory_file is not None:
-        memory |= {"qom-type": "memory-backend-file", "mem-path": memory_file}
+        # A file backend finds the page size from the file itself (a hugetlb memfd is on
+        # hugetlbfs), so the hugetlb options are the memfd backend's alone.
+        memory = {"qom-type": "memory-backend-file"} | {
+            k: v for k, v in memory.items() if k in ("id", "size", "share")
+        }
+        memory["mem-path"] = memory_file
     return [
         "-machine",
         render(machine, "type"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pyhv.errors import PyhvError, QmpError, StateError
+from pyhv.host.hugepages import check_pool
 from pyhv.model import VmConfig, VmState, VmStatus
 from pyhv.paths import HomePaths, RuntimeLayout
 from pyhv.worker import qmp as q
@@ -140,6 +141,8 @@ class Worker:
         self.layout.worker_pid.write_text(f"{os.getpid()}\n")
 
     async def _boot(self, restore: bool) -> None:
+        if self.config.memory_hugepages:
+            check_pool(self.config.name, self.config.memory_startup_mib)
         wirings = await self.disks.start(self.config)
         firmware = firmware_for(self.config.generation, self.paths.vm_efi_vars(self.config.id))
         argv = build_qemu_argv(

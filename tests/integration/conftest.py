@@ -57,17 +57,18 @@ MakeVm = Callable[..., str]
 def make_vm(host: LocalHost, kit: KitPaths) -> MakeVm:
     """Create a VM booting the kit with its root on a private copy of the kit's VHDX."""
 
-    def make(name: str, generation: int = 1) -> str:
+    def make(name: str, generation: int = 1, **config_fields: object) -> str:
         disk = host.paths.home / f"{name}.vhdx"
         shutil.copyfile(kit.rootdisk, disk)
-        config = make_vm_config(
-            name=name,
-            generation=generation,
-            processor_count=1,
-            memory_startup_mib=512,
-            kernel=KernelBoot(kernel=kit.kernel, initrd=kit.initrd, cmdline=kit.cmdline),
-            scsi_controllers=[ScsiController(disks=[DiskAttachment(slot=0, path=disk)])],
-        )
+        fields = {
+            "name": name,
+            "generation": generation,
+            "processor_count": 1,
+            "memory_startup_mib": 512,
+            "kernel": KernelBoot(kernel=kit.kernel, initrd=kit.initrd, cmdline=kit.cmdline),
+            "scsi_controllers": [ScsiController(disks=[DiskAttachment(slot=0, path=disk)])],
+        }
+        config = make_vm_config(**(fields | config_fields))
         return host.inventory.create(config).name
 
     return make

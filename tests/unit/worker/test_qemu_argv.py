@@ -195,3 +195,11 @@ def test_names_with_commas_are_escaped() -> None:
 def test_render() -> None:
     assert render({"driver": "x", "a": {"b": True, "c": 1}}, "driver") == "x,a.b=on,a.c=1"
     assert render({"k": "v,w"}) == "k=v,,w"
+
+
+def test_hugepages_put_the_memfd_on_hugetlbfs_and_a_mapped_file_keeps_its_own() -> None:
+    vm = config(memory_hugepages=True)
+    fresh = pairs(build_qemu_argv(vm, RUN, "tcg", SEABIOS), "-object")[0]
+    assert fresh == "memory-backend-memfd,id=mem,size=512M,share=on,hugetlb=on,hugetlbsize=2M"
+    mapped = pairs(build_qemu_argv(vm, RUN, "tcg", SEABIOS, memory_file="/proc/7/fd/9"), "-object")
+    assert mapped[0] == "memory-backend-file,id=mem,size=512M,share=on,mem-path=/proc/7/fd/9"
