@@ -36,39 +36,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vm_start import make_vm
+from vm_start import make_vm, plain_argv
 
 from pyhv.checkpoints import CheckpointManager
 from pyhv.guestkit import READY_LINE, build_kit
 from pyhv.host.hugepages import POOL, available_pages, pages_for, pool_pages
-from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmConfig, make_vm_config
+from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
 from pyhv.paths import HomePaths, RuntimeLayout
 from pyhv.worker.agent import GuestAgent
-from pyhv.worker.disks import export_name
-from pyhv.worker.firmware import firmware_for
 from pyhv.worker.local import LocalHost
-from pyhv.worker.qemu_argv import DiskWiring, build_qemu_argv
 from pyhv.worker.qmp import QmpSession
 
 TIMEOUT_S = 180.0
-
-
-def peer_argv(config: VmConfig, run: Path, efi_vars: Path, qcow2: Path) -> list[str]:
-    """The worker's argv with the NBD disk node replaced by QEMU's qcow2 driver on ``qcow2``
-    (same node name, so the throttle node above it stays) and the console on stdout."""
-    wiring = DiskWiring(0, 0, export_name(0, 0))
-    argv = build_qemu_argv(
-        config, RuntimeLayout(run), "tcg", firmware_for(1, efi_vars), disks=[wiring]
-    )
-    out: list[str] = []
-    for arg in argv:
-        if arg.startswith("driver=nbd,"):
-            node = dict(kv.split("=", 1) for kv in arg.split(","))["node-name"]
-            arg = f"driver=qcow2,node-name={node},file.driver=file,file.filename={qcow2}"
-        elif arg.startswith("socket,id=com1,"):
-            arg = "stdio,id=com1,signal=off"
-        out.append(arg)
-    return out
 
 
 def fill_script(mib: int) -> list[str]:
@@ -114,7 +93,7 @@ async def run_peer(home: Path, fill_mib: int, hugepages: bool) -> dict[str, floa
     )
     run = home / "peer"
     run.mkdir()
-    argv = peer_argv(peer, run, home / "peer-vars.fd", qcow2)
+    argv = plain_argv(peer, run, home / "peer-vars.fd", driver="qcow2")
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )

@@ -37,19 +37,20 @@ PYHV = str(Path(sys.executable).with_name("pyhv"))
 TIMEOUT_S = 180
 
 
-def plain_argv(config: VmConfig, run_dir: Path, efi_vars: Path) -> list[str]:
-    """The worker's argv with the NBD disk node replaced by QEMU's own vhdx driver (same node
-    name, so the throttle node above it stays) and the console on stdout."""
+def plain_argv(config: VmConfig, run_dir: Path, efi_vars: Path, driver: str = "vhdx") -> list[str]:
+    """The worker's argv with the NBD node of the first disk replaced by QEMU's own ``driver``
+    on that disk's file (same node name, so the throttle node above it stays) and the console
+    on stdout."""
     wiring = DiskWiring(0, 0, export_name(0, 0))
     argv = build_qemu_argv(
         config, RuntimeLayout(run_dir), "tcg", firmware_for(1, efi_vars), disks=[wiring]
     )
+    disk = config.disks()[0][1].path
     out: list[str] = []
     for arg in argv:
         if arg.startswith("driver=nbd,"):
-            disk = config.disks()[0][1].path
             node = dict(kv.split("=", 1) for kv in arg.split(","))["node-name"]
-            arg = f"driver=vhdx,node-name={node},file.driver=file,file.filename={disk}"
+            arg = f"driver={driver},node-name={node},file.driver=file,file.filename={disk}"
         elif arg.startswith("socket,id=com1,"):
             arg = "stdio,id=com1,signal=off"
         out.append(arg)

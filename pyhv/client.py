@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
     from pyhv.checkpoints import Checkpoint, CheckpointTree, CheckpointType
     from pyhv.model import DvdDrive, VmConfig
-    from pyhv.service.commands import Power
     from pyhv.service.events import Event
     from pyhv.service.jobs import Job
+    from pyhv.service.operations import Power
     from pyhv.service.policies import ProcessorPolicy
     from pyhv.service.schemas import (
         CheckpointJob,

@@ -124,11 +124,14 @@ class StepRunner:
         saved = self.inventory.paths.vm_saved_state(vm_id)
         saved.unlink(missing_ok=True)
         _link_or_copy(Path(step.memory), saved)
-        self._mark_saved(vm_id, step.paused)
+        self._record_saved(vm_id)
 
     def _mark_saved(self, vm_id: str, paused: bool) -> None:
-        paths = self.inventory.paths
         self._write_run_state(vm_id, paused)
+        self._record_saved(vm_id)
+
+    def _record_saved(self, vm_id: str) -> None:
+        paths = self.inventory.paths
         status = current_status(paths, vm_id)
         update = {
             "state": VmState.SAVED,

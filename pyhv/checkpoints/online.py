@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyhv.checkpoints.planner import LIVE
 from pyhv.checkpoints.steps import ApplyRunning, Merge, SwapRunning
 from pyhv.errors import PyhvError, StateError
 from pyhv.model import VmConfig, VmState
@@ -24,7 +25,6 @@ SWAP_TIMEOUT_S = 1800.0
 MERGE_TIMEOUT_S = 24 * 3600.0
 APPLY_TIMEOUT_S = 600.0  # a new QEMU loads the memory file: seconds for gigabytes
 PREPARE_TIMEOUT_S = 30.0  # the worker starts a QEMU process and answers
-LIVE = (VmState.RUNNING, VmState.PAUSED)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,22 @@ def connect(socket: Path | None = None) -> Backend:
     return Backend(client)
 
 
+def add_socket_option(app: typer.Typer, help_text: str) -> None:
+    """Give a noun's command group the ``--socket`` option: its callback connects, putting the
+    backend in the context for :func:`backend_of`."""
+    import typer
+
+    def options(
+        ctx: typer.Context,
+        socket: Path | None = typer.Option(None, "--socket", help=SOCKET_HELP),
+    ) -> None:
+        ctx.obj = connect(socket)
+
+    # typer resolves the annotations in this module, which imports typer for type checks only.
+    options.__annotations__ = {"ctx": typer.Context, "socket": Path | None, "return": None}
+    app.callback(help=help_text)(options)
+
+
 def backend_of(ctx: typer.Context) -> Backend:
     """The backend that a command group's callback put in the context (``ctx.obj``)."""
     backend = ctx.find_object(Backend)

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from pyhv.checkpoints import Checkpoint, CheckpointType, draw
 from pyhv.checkpoints.tree import NOW_LABEL
-from pyhv.cli.backend import SOCKET_HELP, Backend, backend_of, connect
+from pyhv.cli.backend import Backend, add_socket_option, backend_of
 from pyhv.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,13 +24,7 @@ _out = Console()
 _err = Console(stderr=True)
 
 
-@app.callback()
-def options(
-    ctx: typer.Context,
-    socket: Path | None = typer.Option(None, "--socket", help=SOCKET_HELP),
-) -> None:
-    """Checkpoints of the host's VMs, through pyhvd (start it with `pyhvd &`)."""
-    ctx.obj = connect(socket)
+add_socket_option(app, "Checkpoints of the host's VMs, through pyhvd (start it with `pyhvd &`).")
 
 
 def _create(backend: Backend, vm: str, name: str | None, kind: CheckpointType) -> Checkpoint:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from pyhv.cli import vm_disk, vm_power
-from pyhv.cli.backend import SOCKET_HELP, backend_of, connect
+from pyhv.cli.backend import add_socket_option, backend_of
 from pyhv.service.operations import Power
 
 app = typer.Typer(no_args_is_help=True)
@@ -18,13 +18,9 @@ app.add_typer(vm_disk.disk_app, name="disk", help="Attach, detach and list a VM'
 app.add_typer(vm_disk.dvd_app, name="dvd", help="Insert or eject the DVD drive's medium.")
 
 
-@app.callback()
-def options(
-    ctx: typer.Context,
-    socket: Path | None = typer.Option(None, "--socket", help=SOCKET_HELP),
-) -> None:
-    """VMs of the host, through pyhvd (start it with `pyhvd &` or `systemctl start pyhvd`)."""
-    ctx.obj = connect(socket)
+add_socket_option(
+    app, "VMs of the host, through pyhvd (start it with `pyhvd &` or `systemctl start pyhvd`)."
+)
 
 
 @app.command("new")

@@ -84,9 +84,6 @@ def quick_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SIMPLE = {"pause": Power.PAUSE, "resume": Power.RESUME, "restart": Power.RESTART}
-
-
 def quick_command(argv: list[str]) -> Callable[[], None] | None:
     """The command to run for ``argv`` without typer, or None when typer must read it."""
     if len(argv) < 2 or argv[0] != "vm":
@@ -97,9 +94,14 @@ def quick_command(argv: list[str]) -> Callable[[], None] | None:
         return None
     if a.verb == "stop" and a.turn_off and a.save:
         return None  # typer says why
-    backend = connect(a.socket)
-    if a.verb == "start":
-        return lambda: start(backend, a.name, wait_ready=a.wait_ready, timeout=a.timeout)
-    if a.verb == "stop":
-        return lambda: stop(backend, a.name, turn_off=a.turn_off, save=a.save, timeout=a.timeout)
-    return lambda: simple(backend, a.name, _SIMPLE[a.verb])
+
+    def run() -> None:
+        backend = connect(a.socket)  # when run, where main() reports errors as typer's path does
+        if a.verb == "start":
+            start(backend, a.name, wait_ready=a.wait_ready, timeout=a.timeout)
+        elif a.verb == "stop":
+            stop(backend, a.name, turn_off=a.turn_off, save=a.save, timeout=a.timeout)
+        else:
+            simple(backend, a.name, Power(a.verb))  # pause, resume, restart: named as the verbs
+
+    return run

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -218,6 +218,22 @@ class DiskImage(ABC):
             raise OutOfBounds(
                 f"{self.path}: range {offset}+{length} is outside the disk (size {self.size})"
             )
+
+    def cached_range_ok(self, offset: int, length: int) -> bool:
+        """:meth:`read_cached`'s guard: open and in range; otherwise it answers None and
+        :meth:`read` reports the error."""
+        return not self.closed and offset >= 0 and length >= 0 and offset + length <= self.size
+
+    @staticmethod
+    def join_cached(parts: Iterable[bytes | None]) -> bytes | None:
+        """The pieces a :meth:`read_cached` walk yields, joined; None as soon as one is None
+        (the walk stops there). A single piece comes back as it is, without a copy."""
+        out: list[bytes] = []
+        for part in parts:
+            if part is None:
+                return None
+            out.append(part)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def chain(self) -> list[DiskImage]:
         """This image followed by its ancestors, nearest first."""

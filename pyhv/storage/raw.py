@@ -55,9 +55,7 @@ class RawImage(DiskImage):
             return pread_exact(self.fd, length, offset)
 
     def read_cached(self, offset: int, length: int) -> bytes | None:
-        if self.closed or offset < 0 or length < 0 or offset + length > self._size:
-            return None
-        return self._cached.read(offset, length)
+        return self._cached.read(offset, length) if self.cached_range_ok(offset, length) else None
 
     def write(self, offset: int, data: bytes) -> None:
         self._check_writable()

@@ -57,7 +57,7 @@ from pyhv.errors import ConfigError, QmpError
 from pyhv.paths import RuntimeLayout
 from pyhv.storage import open_image
 from pyhv.worker import qmp as q
-from pyhv.worker.checkpoint_disks import DiskKey
+from pyhv.worker.checkpoint_disks import DiskKey, record_paths
 from pyhv.worker.disks import export_name
 from pyhv.worker.firmware import Firmware, firmware_for
 from pyhv.worker.process import ExitInfo, RunningProcess
@@ -113,7 +113,7 @@ class Spare:
             self.ram = None
         self.exit.cancel()
         if isinstance(self.layout, SpareLayout):
-            _remove_spare_sockets(self.layout)
+            _remove_sockets(self.layout)
 
 
 async def prepare_spare(w: Worker, apply_id: str) -> Spare | None:
@@ -127,14 +127,14 @@ async def prepare_spare(w: Worker, apply_id: str) -> Spare | None:
         layout.checked()
     except ConfigError:
         return None
-    _remove_spare_sockets(layout)
+    _remove_sockets(layout)
     ram = _open_guest_ram(w)
     try:
         proc = await _spawn(w, layout, firmware, ram)
     except BaseException:
         if ram is not None:
             os.close(ram)
-        _remove_spare_sockets(layout)
+        _remove_sockets(layout)
         raise
     return Spare(apply_id, proc, ram, layout, asyncio.ensure_future(proc.wait()))
 
@@ -206,8 +206,13 @@ def _open_guest_ram(w: Worker) -> int | None:
     return fd
 
 
-def _remove_spare_sockets(layout: SpareLayout) -> None:
-    for path in (layout.qmp, layout.serial, layout.qga):
+def _qemu_sockets(layout: RuntimeLayout) -> tuple[Path, Path, Path]:
+    """QEMU's own sockets (the control socket and the storage provider's are the worker's)."""
+    return layout.qmp, layout.serial, layout.qga
+
+
+def _remove_sockets(layout: RuntimeLayout) -> None:
+    for path in _qemu_sockets(layout):
         path.unlink(missing_ok=True)
 
 
@@ -258,8 +263,7 @@ async def _start_qemu(w: Worker) -> Spare:
     firmware = _firmware(w)
     if firmware.vars is not None:
         await old.wait()
-    for path in (w.layout.qmp, w.layout.serial, w.layout.qga):
-        path.unlink(missing_ok=True)
+    _remove_sockets(w.layout)
     try:
         proc = await _spawn(w, w.layout, firmware, ram)
     except BaseException:
@@ -280,10 +284,7 @@ async def _serve(w: Worker, disks: dict[DiskKey, Path]) -> None:
             await asyncio.to_thread(child.close)
             raise
         await asyncio.to_thread(old.close)
-    for controller, disk in w.config.disks():
-        new = disks.get((controller, disk.slot))
-        if new is not None:
-            disk.path = new
+    record_paths(w.config, disks)
 
 
 async def _run_from(w: Worker, memory: Path, paused: bool, new: Spare) -> None:
@@ -296,9 +297,9 @@ async def _run_from(w: Worker, memory: Path, paused: bool, new: Spare) -> None:
     if w.config.com1.mode == "console":
         await w.console.attach(str(new.layout.serial))
     if isinstance(new.layout, SpareLayout):
-        for name in ("qmp", "serial", "qga"):
+        for spare, usual in zip(_qemu_sockets(new.layout), _qemu_sockets(w.layout), strict=True):
             with contextlib.suppress(FileNotFoundError):
-                getattr(new.layout, name).rename(getattr(w.layout, name))
+                spare.rename(usual)
     await load_memory(qmp, memory)
     if not paused:
         await qmp.execute("cont")

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyhv.model import VmConfig
 from pyhv.storage import CreateSpec, DiskImage, create_image, open_image
 from pyhv.storage.chains import identity_matches
 from pyhv.worker.disks import DiskProvider
@@ -104,6 +105,14 @@ async def swap_in_children(done: SwappedDisks) -> None:
             done.opened[key] = child
         done.old[key] = await done.provider.swap_image(*key, child)
         del done.opened[key]
+
+
+def record_paths(config: VmConfig, disks: dict[DiskKey, Path]) -> None:
+    """Keep the worker's copy of the configuration in step with what it serves."""
+    for controller, disk in config.disks():
+        new = disks.get((controller, disk.slot))
+        if new is not None:
+            disk.path = new
 
 
 def _make_child(current: DiskImage, path: Path) -> DiskImage:

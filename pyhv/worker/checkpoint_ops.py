@@ -53,6 +53,7 @@ from pyhv.worker.checkpoint_disks import (
     SwappedDisks,
     make_children,
     parse_disk_key,
+    record_paths,
     swap_in_children,
 )
 from pyhv.worker.memory_save import MemorySave, prepare_memory_save, start_memory_save
@@ -105,10 +106,8 @@ class CheckpointOps:
         disks, memory, freeze = parse_swap_args(args)
         async with self._busy:
             self._require_live("checkpoint")
+            self._require_disks(disks)
             state = self.w.status.state
-            unknown = set(disks) - {(c, d.slot) for c, d in self.w.config.disks()}
-            if unknown:
-                raise UsageError(f"VM '{self.w.config.name}' has no disk in SCSI slot(s) {unknown}")
             started = time.monotonic()
             if freeze:
                 await self._agent("guest-fsfreeze-freeze", "freeze the guest's file systems")
@@ -145,9 +144,7 @@ class CheckpointOps:
             spare = self._take_spare(apply_id)
             try:
                 self._require_live("apply a checkpoint to")
-                served = {(c, d.slot) for c, d in self.w.config.disks()}
-                if set(disks) - served:
-                    raise UsageError(f"VM '{self.w.config.name}' has no disk in {set(disks)}")
+                self._require_disks(disks)
                 started = time.monotonic()
                 self.w.record(Action.APPLY)
             except BaseException:
@@ -216,7 +213,7 @@ class CheckpointOps:
         if running and save is None:
             await qmp.execute("cont")
         paused_ms = (time.monotonic() - stopped) * 1000 if running else 0.0
-        self._record_paths(disks)
+        record_paths(self.w.config, disks)
         await swapped.commit()
         return paused_ms, save
 
@@ -273,7 +270,7 @@ class CheckpointOps:
             fsync_dir(child.path.parent)
             if isinstance(target, KeepsIdentity):
                 target.keep_identity = False
-            self._record_paths({key: into})
+            record_paths(self.w.config, {key: into})
             total_ms = (time.monotonic() - started) * 1000
             self.w.log.info(
                 "merged %s into %s online: %d bytes, %.0f ms", child.path, into, copied, total_ms
@@ -285,12 +282,10 @@ class CheckpointOps:
         if state not in LIVE or self.w.qmp is None:
             raise StateError(f"cannot {verb} VM '{self.w.config.name}' here: it is {state}")
 
-    def _record_paths(self, disks: dict[DiskKey, Path]) -> None:
-        """Keep the worker's copy of the configuration in step with what it serves."""
-        for controller, disk in self.w.config.disks():
-            new = disks.get((controller, disk.slot))
-            if new is not None:
-                disk.path = new
+    def _require_disks(self, disks: dict[DiskKey, Path]) -> None:
+        unknown = set(disks) - {(c, d.slot) for c, d in self.w.config.disks()}
+        if unknown:
+            raise UsageError(f"VM '{self.w.config.name}' has no disk in SCSI slot(s) {unknown}")
 
     async def _agent(self, command: str, what: str) -> None:
         try:

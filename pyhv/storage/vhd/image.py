@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -255,24 +255,21 @@ class VhdImage(DiskImage):
         cache, unallocated blocks as zeros or from the parent's ``read_cached``; None when a
         piece would block or needs a sector bitmap (allocated blocks of differencing disks).
         Like :meth:`read`, it takes no lock."""
-        if self.closed or offset < 0 or length < 0 or offset + length > self._size:
+        if not self.cached_range_ok(offset, length):
             return None
         if self.header is None:
             return self._cached.read(offset, length)
-        parts: list[bytes] = []
+        return self.join_cached(self._cached_pieces(offset, length))
+
+    def _cached_pieces(self, offset: int, length: int) -> Iterator[bytes | None]:
         for blk, boff, n in self._pieces(offset, length):
             entry = self.bat[blk]
-            part: bytes | None
             if entry == BAT_UNUSED:
-                part = self._read_parent_cached(blk * self.block_size + boff, n)
+                yield self._read_parent_cached(blk * self.block_size + boff, n)
             elif self.disk_type == DiskType.DIFFERENCING:
-                return None
+                yield None  # the sector bitmap decides: read()'s job
             else:
-                part = self._cached.read(self._data_offset(entry) + boff, n)
-            if part is None:
-                return None
-            parts.append(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+                yield self._cached.read(self._data_offset(entry) + boff, n)
 
     def _read_parent_cached(self, offset: int, length: int) -> bytes | None:
         if self.parent is None:

@@ -19,6 +19,7 @@ parallel.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyhv.errors import CorruptImage, InvalidFormat, OutOfBounds, ParentError, StateError
@@ -243,40 +244,34 @@ class VhdxImage(DiskImage):
         resize) are caught by ``self._io``'s stamp: what was read across one is dropped.
         """
         stamp = self._io.stamp()
-        if stamp is None or self.closed or offset < 0 or length < 0 or offset + length > self.size:
+        if stamp is None or not self.cached_range_ok(offset, length):
             return None
         try:
-            data = self._read_cached_blocks(offset, length)
+            data = self.join_cached(self._cached_pieces(offset, length))
         except IndexError:  # a shrink under way replaced the BAT: the stamp drops this anyway
             return None
         return data if self._io.unchanged(stamp) else None
 
-    def _read_cached_blocks(self, offset: int, length: int) -> bytes | None:
+    def _cached_pieces(self, offset: int, length: int) -> Iterator[bytes | None]:
         layout = self.layout
         bat = layout.bat
         g = layout.geometry
         bs, ratio = g.block_size, g.chunk_ratio
-        parts: list[bytes] = []
         pos, end = offset, offset + length
         while pos < end:
             block, in_block = divmod(pos, bs)
             n = min(bs - in_block, end - pos)
             entry = bat[block + block // ratio]  # g.payload_index(block), inlined
             state = entry & s.BAT_STATE_MASK
-            part: bytes | None
             if state == _FULLY_PRESENT:
-                part = self.file.pread_cached(batlib.entry_offset(entry) + in_block, n)
+                yield self.file.pread_cached(batlib.entry_offset(entry) + in_block, n)
             elif state == _PARTIALLY_PRESENT:
-                return None
+                yield None  # the sector bitmap needs self.lock: read()'s job
             elif state == _NOT_PRESENT and g.has_parent:
-                part = None if self.parent is None else self.parent.read_cached(pos, n)
+                yield None if self.parent is None else self.parent.read_cached(pos, n)
             else:  # as map_range: ZERO, UNMAPPED, UNDEFINED, NOT_PRESENT without a parent
-                part = bytes(n)
-            if part is None or n == length:
-                return part
-            parts.append(part)
+                yield bytes(n)
             pos += n
-        return b"".join(parts)
 
     def _read_run(self, run: Run) -> bytes:
         if run.source is Source.FILE:

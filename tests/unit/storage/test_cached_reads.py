@@ -53,7 +53,7 @@ def test_cached_data_comes_back(data_file: tuple[int, bytes]) -> None:
 
 
 @needs_nowait
-def test_eagain_and_short_reads_fall_back_without_giving_up(
+def test_eagain_short_reads_and_io_errors_fall_back_without_giving_up(
     data_file: tuple[int, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fd, content = data_file
@@ -61,6 +61,9 @@ def test_eagain_and_short_reads_fall_back_without_giving_up(
     monkeypatch.setattr(os, "preadv", fake_preadv(BlockingIOError(errno.EAGAIN, "not cached")))
     assert reads.read(0, 4096) is None and reads.supported
     monkeypatch.setattr(os, "preadv", fake_preadv(100))  # partly cached
+    assert reads.read(0, 4096) is None and reads.supported
+    # An I/O error is the blocking read's to report.
+    monkeypatch.setattr(os, "preadv", fake_preadv(OSError(errno.EIO, "I/O error")))
     assert reads.read(0, 4096) is None and reads.supported
     monkeypatch.undo()
     assert reads.read(len(content) - 10, 20) is None  # past the end: the blocking read's job
@@ -78,16 +81,6 @@ def test_unsupported_file_system_is_asked_once(
     assert reads.read(0, 4096) is None and not reads.supported
     assert reads.read(0, 4096) is None
     assert preadv.calls == [os.RWF_NOWAIT]  # not asked again
-
-
-@needs_nowait
-def test_io_errors_are_left_to_the_blocking_read(
-    data_file: tuple[int, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fd, _ = data_file
-    reads = CachedReads(fd)
-    monkeypatch.setattr(os, "preadv", fake_preadv(OSError(errno.EIO, "I/O error")))
-    assert reads.read(0, 4096) is None and reads.supported
 
 
 def test_raw_read_cached_matches_read_or_declines(tmp_path: Path) -> None:

@@ -1,40 +1,29 @@
 """VhdImage.read_cached: equal to read() wherever it answers; None where it would need a bitmap.
 
-``always_cached`` makes the page cache deterministic, so the block mapping is what is checked.
+``always_cached`` (storage conftest) makes the page cache deterministic, so the block mapping is
+what is checked.
 """
 
 from __future__ import annotations
 
-import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pyhv.storage import CreateSpec, DiskType, create_image, open_image
 from pyhv.storage.fileio import CachedReads
-from pyhv.storage.image import DiskImage
 from pyhv.units import MiB
-
-
-@pytest.fixture
-def always_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(CachedReads, "read", lambda self, off, n: os.pread(self.fd, n, off))
-
-
-def check_ranges(img: DiskImage, model: bytearray, ranges: list[tuple[int, int]]) -> None:
-    for offset, length in ranges:
-        want = bytes(model[offset : offset + length])
-        assert img.read(offset, length) == want, (offset, length)
-        assert img.read_cached(offset, length) == want, (offset, length)
-
 
 RANGES = [(0, 4096), (MiB - 512, 1024), (MiB + 4096, 4096), (2 * MiB - 7, MiB + 14), (0, 4 * MiB)]
 
 
 @pytest.mark.usefixtures("always_cached")
 @pytest.mark.parametrize("disk_type", [DiskType.FIXED, DiskType.DYNAMIC])
-def test_fixed_and_dynamic(tmp_path: Path, disk_type: DiskType) -> None:
+def test_fixed_and_dynamic(
+    tmp_path: Path, disk_type: DiskType, check_ranges: Callable[..., None]
+) -> None:
     path = tmp_path / "d.vhd"
     create_image(path, CreateSpec(size=4 * MiB, disk_type=disk_type, block_size=MiB))
     model = bytearray(4 * MiB)
@@ -49,7 +38,9 @@ def test_fixed_and_dynamic(tmp_path: Path, disk_type: DiskType) -> None:
 
 
 @pytest.mark.usefixtures("always_cached")
-def test_differencing_reads_parent_where_unallocated(tmp_path: Path) -> None:
+def test_differencing_reads_parent_where_unallocated(
+    tmp_path: Path, check_ranges: Callable[..., None]
+) -> None:
     base, child = tmp_path / "base.vhd", tmp_path / "child.avhd"
     create_image(base, CreateSpec(size=4 * MiB, block_size=MiB))
     model = bytearray(random.Random(6).randbytes(4 * MiB))

@@ -1,8 +1,8 @@
 """VhdxImage.read_cached: the non-blocking read the NBD provider tries on its event loop.
 
 Whatever it returns must equal ``read()``; where it cannot answer without waiting (sector
-bitmaps, a block move, data not in the page cache) it must say None. ``always_cached`` makes
-the page cache deterministic, so the mapping is what these tests check.
+bitmaps, a block move, data not in the page cache) it must say None. ``always_cached``
+(storage conftest) makes the page cache deterministic, so the mapping is what these tests check.
 """
 
 from __future__ import annotations
@@ -24,21 +24,10 @@ MakeImage = Callable[..., Path]
 OpenChain = Callable[..., VhdxImage]
 
 
-@pytest.fixture
-def always_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every file range counts as cached (a plain pread)."""
-    monkeypatch.setattr(CachedReads, "read", lambda self, off, n: os.pread(self.fd, n, off))
-
-
-def check_ranges(img: VhdxImage, model: bytearray, ranges: list[tuple[int, int]]) -> None:
-    for offset, length in ranges:
-        want = bytes(model[offset : offset + length])
-        assert img.read(offset, length) == want, (offset, length)
-        assert img.read_cached(offset, length) == want, (offset, length)
-
-
 @pytest.mark.usefixtures("always_cached")
-def test_present_absent_and_straddling_reads(make_image: MakeImage) -> None:
+def test_present_absent_and_straddling_reads(
+    make_image: MakeImage, check_ranges: Callable[..., None]
+) -> None:
     path = make_image(size=6 * MiB, block_size=MiB)
     model = bytearray(6 * MiB)
     rnd = random.Random(7)
@@ -66,7 +55,9 @@ def test_present_absent_and_straddling_reads(make_image: MakeImage) -> None:
 
 
 @pytest.mark.usefixtures("always_cached")
-def test_differencing_child_reads_its_parent(make_image: MakeImage, open_chain: OpenChain) -> None:
+def test_differencing_child_reads_its_parent(
+    make_image: MakeImage, open_chain: OpenChain, check_ranges: Callable[..., None]
+) -> None:
     base = make_image(size=4 * MiB, block_size=MiB)
     model = bytearray(random.Random(1).randbytes(4 * MiB))
     with VhdxImage(base, writable=True) as img:
