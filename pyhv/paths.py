@@ -2,13 +2,14 @@
 
 Layout::
 
-    $PYHV_HOME/vms/<id>/vm.json          the VM's configuration (written atomically)
-    $PYHV_HOME/vms/<id>/status.json      written by the VM's worker
-    $PYHV_HOME/vms/<id>/state/memory.bin saved memory and device state
-    $PYHV_HOME/vms/<id>/checkpoints/     checkpoint tree, journal, memory states
-    $PYHV_HOME/vms/<id>/efi-vars.fd      the generation-2 VM's own UEFI variable store
-    $PYHV_HOME/logs/<id>/console.log     serial console log
-    $PYHV_HOME/run/<id>/*.sock           sockets of the running VM (``PYHV_RUN_DIR`` moves run/)
+    $PYHV_HOME/vms/<id>/vm.json           the VM's configuration (written atomically)
+    $PYHV_HOME/vms/<id>/status.json       written by the VM's worker
+    $PYHV_HOME/vms/<id>/state/memory.bin  saved memory and device state
+    $PYHV_HOME/vms/<id>/state/memory.json the run state it resumes in (pyhv.saved_state_file)
+    $PYHV_HOME/vms/<id>/checkpoints/      checkpoint tree, journal, memory states
+    $PYHV_HOME/vms/<id>/efi-vars.fd       the generation-2 VM's own UEFI variable store
+    $PYHV_HOME/logs/<id>/console.log      serial console log
+    $PYHV_HOME/run/<id>/*.sock            sockets of the running VM (``PYHV_RUN_DIR`` moves run/)
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from pathlib import Path
 from pyhv.errors import ConfigError
 
 DEFAULT_HOME = Path("/var/lib/pyhv")
+
+#: A VM's saved state and its run state, relative to the VM's folder. Export folders (of a VM
+#: or of a checkpoint) lay them out the same way, so Import-VM finds them where a VM keeps them.
+SAVED_STATE = Path("state") / "memory.bin"
+SAVED_STATE_INFO = Path("state") / "memory.json"
 
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
@@ -122,14 +128,14 @@ class HomePaths:
         return self.vm_dir(vm_id) / "status.json"
 
     def vm_state_dir(self, vm_id: str) -> Path:
-        return self.vm_dir(vm_id) / "state"
+        return self.vm_dir(vm_id) / SAVED_STATE.parent
 
     def vm_saved_state(self, vm_id: str) -> Path:
-        return self.vm_state_dir(vm_id) / "memory.bin"
+        return self.vm_dir(vm_id) / SAVED_STATE
 
     def vm_saved_state_info(self, vm_id: str) -> Path:
-        """The saved state's metadata (``{"state": "Paused"}``: the run state to come back in)."""
-        return self.vm_state_dir(vm_id) / "memory.json"
+        """The run state the saved state comes back in (:mod:`pyhv.saved_state_file`)."""
+        return self.vm_dir(vm_id) / SAVED_STATE_INFO
 
     def vm_checkpoints_dir(self, vm_id: str) -> Path:
         return self.vm_dir(vm_id) / "checkpoints"

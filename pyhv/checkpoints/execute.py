@@ -15,9 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyhv.atomicfile import write_atomic
 from pyhv.checkpoints.journal import Journal, clear_journal, save_journal
-from pyhv.checkpoints.saved_state import info_bytes
 from pyhv.checkpoints.steps import (
     ApplyRunning,
     CopyFile,
@@ -32,6 +30,7 @@ from pyhv.checkpoints.steps import (
 from pyhv.checkpoints.store import save_tree
 from pyhv.inventory import Inventory
 from pyhv.model import VmState
+from pyhv.saved_state_file import write_run_state
 from pyhv.storage import CreateSpec, create_image
 from pyhv.storage.operations import merge_image
 from pyhv.storage.operations.files import fsync_dir
@@ -144,7 +143,7 @@ class StepRunner:
         """Beside the saved state, before it counts: a restore resumes it Paused or Running."""
         paths = self.inventory.paths
         paths.vm_state_dir(vm_id).mkdir(parents=True, exist_ok=True)
-        write_atomic(paths.vm_saved_state_info(vm_id), info_bytes(paused))
+        write_run_state(paths.vm_saved_state_info(vm_id), paused=paused)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -20,16 +20,15 @@ from pathlib import Path
 
 from pyhv.atomicfile import write_atomic
 from pyhv.checkpoints.planner import with_disk_paths
-from pyhv.checkpoints.saved_state import info_bytes
 from pyhv.checkpoints.tree import Checkpoint
 from pyhv.errors import ConflictError, UsageError
 from pyhv.model import VmConfig
+from pyhv.paths import SAVED_STATE, SAVED_STATE_INFO
+from pyhv.saved_state_file import write_run_state
 from pyhv.storage import open_image
 from pyhv.storage.operations import set_parent
 
 DISKS_FOLDER = "disks"  # the names Import-VM reads (pyhv.service.transfer)
-MEMORY_FILE = Path("state") / "memory.bin"
-MEMORY_INFO_FILE = Path("state") / "memory.json"
 
 
 def export_checkpoint(node: Checkpoint, folder: Path) -> Path:
@@ -68,9 +67,9 @@ def _export(node: Checkpoint, folder: Path) -> None:
     config = with_disk_paths(VmConfig.model_validate(node.config), tops)
     write_atomic(folder / "vm.json", config.model_dump_json(indent=2).encode() + b"\n")
     if node.memory_state is not None:
-        (folder / MEMORY_FILE).parent.mkdir()
-        shutil.copyfile(node.memory_state, folder / MEMORY_FILE)
-        write_atomic(folder / MEMORY_INFO_FILE, info_bytes(node.resumes_paused))
+        (folder / SAVED_STATE).parent.mkdir()
+        shutil.copyfile(node.memory_state, folder / SAVED_STATE)
+        write_run_state(folder / SAVED_STATE_INFO, paused=node.resumes_paused)
     meta = node.model_copy(update={"disks": tops, "config": config.model_dump(mode="json")})
     write_atomic(folder / "checkpoint.json", meta.model_dump_json(indent=2).encode() + b"\n")
 

@@ -25,16 +25,17 @@ from pyhv.checkpoints import planner
 from pyhv.checkpoints.execute import StepRunner
 from pyhv.checkpoints.export import export_checkpoint
 from pyhv.checkpoints.journal import Journal, load_journal
-from pyhv.checkpoints.online import LIVE, OnlineVm
+from pyhv.checkpoints.online import OnlineVm
 from pyhv.checkpoints.recovery import Direction, Recovery, plan_recovery
-from pyhv.checkpoints.saved_state import saved_paused
 from pyhv.checkpoints.steps import SwapRunning
 from pyhv.checkpoints.store import JOURNAL_FILE, LOCK_FILE, TREE_FILE, load_tree, save_tree
 from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import PyhvError, StateError
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState
+from pyhv.model.status import LIVE_STATES
 from pyhv.paths import HomePaths
+from pyhv.saved_state_file import saved_paused
 from pyhv.storage.operations.progress import Progress
 from pyhv.worker.status_file import current_status
 
@@ -76,7 +77,7 @@ class CheckpointManager:
         """
         with self.held(vm) as config:
             state = self._state(config)
-            if state not in (*_AT_REST, *LIVE):
+            if state not in (*_AT_REST, *LIVE_STATES):
                 raise StateError(
                     f"cannot create a checkpoint of VM '{config.name}' while it is {state}"
                 )
@@ -97,7 +98,7 @@ class CheckpointManager:
                 now=now,
                 moment=moment,
             )
-            if state in LIVE:
+            if state in LIVE_STATES:
                 return self._take_online(config, plan, checkpoint_id)
             self._runner(config).run(Journal.of(plan))
             return plan.tree.get(checkpoint_id)
@@ -137,7 +138,7 @@ class CheckpointManager:
             tree = load_tree(self._tree_path(config))
             target = tree.find(name, config.name)
             online = OnlineVm(self.paths, config)
-            live = self._state(config) in LIVE and planner.applies_live(config, target)
+            live = self._state(config) in LIVE_STATES and planner.applies_live(config, target)
             image_id = str(uuid.uuid4())  # the apply_id of a live apply too
             if not live:
                 online.turn_off()
@@ -156,7 +157,7 @@ class CheckpointManager:
             self._runner(config, progress).run(Journal.of(plan, online=live))
             # Saved: restored from the memory now (an apply in the worker that could not
             # load it leaves the VM Saved too, and this start says why it fails).
-            restore = target.vm_state in LIVE and self._state(config) == VmState.SAVED
+            restore = target.vm_state in LIVE_STATES and self._state(config) == VmState.SAVED
             if target.memory_state is not None and restore:
                 online.restore()
             return target

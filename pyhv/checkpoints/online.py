@@ -11,10 +11,10 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyhv.checkpoints.planner import LIVE
 from pyhv.checkpoints.steps import ApplyRunning, Merge, SwapRunning
 from pyhv.errors import PyhvError, StateError
 from pyhv.model import VmConfig, VmState
+from pyhv.model.status import LIVE_STATES
 from pyhv.paths import HomePaths
 from pyhv.storage.operations import check_chain
 from pyhv.worker.local import LocalHost
@@ -61,7 +61,7 @@ class OnlineVm:
         until it died: the checkpoint then stands for that instant, unless a parent took a
         new identity since (a first write after it was opened) and its child no longer fits.
         """
-        if self.host.status(self.config).state in LIVE:
+        if self.host.status(self.config).state in LIVE_STATES:
             served = self.host.client(self.config).call("disk_images")
             return all(served.get(key) == path for key, path in step.disks.items())
         return all(Path(p).exists() and not check_chain(p) for p in step.disks.values())
@@ -69,7 +69,7 @@ class OnlineVm:
     def merge(self, step: Merge) -> bool:
         """Merge in the worker, while the guest runs, when it serves ``step.child``; False
         when the VM does not run on that file (the caller merges offline)."""
-        if self.host.status(self.config).state not in LIVE:
+        if self.host.status(self.config).state not in LIVE_STATES:
             return False
         client = self.host.client(self.config)
         served = client.call("disk_images")
@@ -91,7 +91,7 @@ class OnlineVm:
         state = self.host.status(self.config).state
         if state in (VmState.OFF, VmState.SAVED):
             return False
-        if state not in LIVE:
+        if state not in LIVE_STATES:
             raise StateError(
                 f"VM '{self.config.name}' is {state}: applying its checkpoint cannot go on "
                 "now; run `pyhv checkpoint list` to finish it once it has settled"
@@ -105,7 +105,7 @@ class OnlineVm:
         try:
             self.host.client(self.config).call("checkpoint_apply", args, timeout=APPLY_TIMEOUT_S)
         except PyhvError:
-            if self.host.status(self.config).state in LIVE:
+            if self.host.status(self.config).state in LIVE_STATES:
                 raise
             return False
         return True

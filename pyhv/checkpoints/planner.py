@@ -31,11 +31,11 @@ from pyhv.checkpoints.steps import (
 from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import StateError, UnsupportedFeature
 from pyhv.model import VmConfig, VmState
+from pyhv.model.status import LIVE_STATES
 from pyhv.storage import ImageFormat, format_for_name
 
 _ID_SUFFIX = re.compile(r"_[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$")
 _CHILD_EXTENSION = {ImageFormat.VHDX: ".avhdx", ImageFormat.VHD: ".avhd"}
-LIVE = (VmState.RUNNING, VmState.PAUSED)
 # What a VM's QEMU and worker do not depend on: two configurations that differ only here
 # (and in the writable disks' files) run on the same command line.
 _NOT_DEVICES = ("name", "notes", "automatic_start_action", "automatic_stop_action")
@@ -160,7 +160,7 @@ def _taking(
     vm_name: str,
 ) -> tuple[list[Step], str | None]:
     """The steps that make the new files, and the memory file the checkpoint gets."""
-    if moment.state in LIVE:
+    if moment.state in LIVE_STATES:
         production = kind == CheckpointType.PRODUCTION
         if production and moment.state == VmState.PAUSED:
             raise StateError(
@@ -181,7 +181,7 @@ def applies_live(config: VmConfig, target: Checkpoint) -> bool:
     new QEMU from the checkpoint's memory: the checkpoint holds a live VM's memory and the
     VM has the devices it had then (only the writable disks' files differ), so the worker's
     storage provider and QEMU command line fit it as they are."""
-    if target.memory_state is None or target.vm_state not in LIVE:
+    if target.memory_state is None or target.vm_state not in LIVE_STATES:
         return False
     return _devices(VmConfig.model_validate(target.config)) == _devices(config)
 

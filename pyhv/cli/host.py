@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pyhv.cli.backend import SOCKET_HELP, connect
-from pyhv.host.check import HostReport, check_host
+from pyhv.host.check import HostReport, HugePagesReport, check_host
 from pyhv.host.probe import ProbeResult
 from pyhv.model.limits import describe_mib
 
@@ -75,10 +75,29 @@ def _probe(result: ProbeResult | None) -> tuple[str, bool | None]:
     return f"{'passed' if result.ok else 'failed'}: {result.detail}", result.ok
 
 
+def hugepages_text(pool: HugePagesReport) -> str:
+    """Leads with what a ``--hugepages`` VM may still get, the number its start is checked
+    against; an empty pool says how to fill it."""
+    if pool.total == 0:
+        return (
+            "none in the pool: VMs with --hugepages cannot start "
+            "(sysctl vm.nr_hugepages=N, N ≥ their memory / 2 MiB)"
+        )
+    return (
+        f"{describe_mib(pool.available_mib)} available for VMs with --hugepages "
+        f"({pool.available} of {pool.total} pages; {pool.free} free, {pool.reserved} reserved)"
+    )
+
+
 def report_rows(report: HostReport) -> list[Row]:
     cpu, kvm, qemu, fw = report.cpu, report.kvm, report.qemu, report.firmware
     cg = report.cgroups
     v2 = f" (v2 at {cg.v2_mount})" if cg.v2_mount and cg.version == "hybrid" else ""
+    pool = (
+        []
+        if report.hugepages is None
+        else [("2 MiB huge pages", hugepages_text(report.hugepages), None)]
+    )
     return [
         ("Kernel", report.kernel, None),
         ("CPU", f"{cpu.model} ({cpu.vendor}), {cpu.logical_cpus} logical processors", None),
@@ -107,6 +126,7 @@ def report_rows(report: HostReport) -> list[Row]:
             f"{describe_mib(report.vm_limits.max_memory_mib)} of memory per VM",
             None,
         ),
+        *pool,
     ]
 
 

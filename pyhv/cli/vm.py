@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pyhv.cli import vm_disk, vm_power
+from pyhv.cli import vm_disk, vm_power, vm_settings, vm_transfer
 from pyhv.cli.backend import add_socket_option, backend_of
 from pyhv.service.operations import Power
 
@@ -174,3 +174,10 @@ def remove(ctx: typer.Context, name: str) -> None:
     """Remove a VM that is not running; its disks stay (Remove-VM)."""
     config = backend_of(ctx).remove(name)
     Console().print(f"removed VM '{config.name}'; its disks were kept")
+
+
+# Set-VM, Export-VM, Compare-VM, Import-VM: in modules of their own.
+app.command("set")(vm_settings.set_vm)
+app.command("export")(vm_transfer.export)
+app.command("compare")(vm_transfer.compare)
+app.command("import")(vm_transfer.import_)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, computed_field
 
 from pyhv.host.accel import AccelChoice, AccelFacts, decide, gather_facts
 from pyhv.host.cpu import CpuInfo, read_cpuinfo
+from pyhv.host.hugepages import HUGEPAGE_MIB, PoolCounts, read_pool
 from pyhv.host.probe import ProbeResult, run_probe
 from pyhv.host.qemu import find_qemu, qemu_version
 from pyhv.host.resources import HostResources
@@ -69,6 +70,27 @@ class VmLimitsReport(BaseModel):
     max_memory_mib: int
 
 
+class HugePagesReport(BaseModel):
+    """The 2 MiB huge page pool (in pages): whether VMs with ``--hugepages`` fit before one is
+    refused at start. ``available`` is what the next such VM may take: free minus reserved."""
+
+    total: int
+    free: int
+    reserved: int
+    available: int
+    available_mib: int
+
+    @classmethod
+    def of(cls, pool: PoolCounts) -> HugePagesReport:
+        return cls(
+            total=pool.total,
+            free=pool.free,
+            reserved=pool.reserved,
+            available=pool.available,
+            available_mib=pool.available * HUGEPAGE_MIB,
+        )
+
+
 class HostReport(BaseModel):
     kernel: str
     vm_limits: VmLimitsReport
@@ -81,6 +103,7 @@ class HostReport(BaseModel):
     accelerator: AccelChoice
     problems: list[str]
     warnings: list[str]
+    hugepages: HugePagesReport | None = None  # None: the pool was not read
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -166,4 +189,5 @@ def check_host() -> HostReport:
         accelerator=accelerator,
         problems=problems,
         warnings=warnings,
+        hugepages=HugePagesReport.of(read_pool()),
     )

@@ -7,6 +7,7 @@ before QEMU starts so that a short pool is one clear line instead of QEMU's mmap
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from pyhv.errors import StateError
 
@@ -27,19 +28,41 @@ def pool_pages(field: str, pool: Path = POOL) -> int:
         return 0
 
 
+class PoolCounts(NamedTuple):
+    """The pool's counters as one reading, so a report's numbers agree with each other."""
+
+    total: int
+    free: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        """Pages neither in use nor promised: the kernel reserves a shared mapping's pages when
+        it is made and counts them free until they are touched."""
+        return self.free - self.reserved
+
+
+def read_pool(pool: Path = POOL) -> PoolCounts:
+    """All zero where the kernel has no 2 MiB pool, as for an empty one: no VM fits either way."""
+    return PoolCounts(
+        pool_pages("nr_hugepages", pool),
+        pool_pages("free_hugepages", pool),
+        pool_pages("resv_hugepages", pool),
+    )
+
+
 def available_pages(pool: Path = POOL) -> int:
-    """Pages neither in use nor promised: the kernel reserves a shared mapping's pages when it
-    is made and counts them free until they are touched."""
-    return pool_pages("free_hugepages", pool) - pool_pages("resv_hugepages", pool)
+    """:attr:`PoolCounts.available` of the pool as it is now."""
+    return read_pool(pool).available
 
 
 def check_pool(name: str, memory_mib: int, pool: Path = POOL) -> None:
     """Refuse to start VM ``name`` when the pool cannot hold its RAM right now."""
-    needed, free = pages_for(memory_mib), available_pages(pool)
-    if free < needed:
+    needed, counts = pages_for(memory_mib), read_pool(pool)
+    if counts.available < needed:
         raise StateError(
             f"VM {name!r} has its memory on 2 MiB huge pages and needs {needed} "
-            f"({needed * HUGEPAGE_MIB} MiB); the host's pool has {free} free of "
-            f"{pool_pages('nr_hugepages', pool)}: raise vm.nr_hugepages "
+            f"({needed * HUGEPAGE_MIB} MiB); the host's pool has {counts.available} free of "
+            f"{counts.total}: raise vm.nr_hugepages "
             "or turn memory_hugepages off"
         )

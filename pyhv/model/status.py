@@ -20,6 +20,12 @@ class VmState(StrEnum):
     STOPPING = "Stopping"
 
 
+#: The states in which the VM's QEMU runs and its disks are served, so statistics, device changes
+#: and checkpoints go through its worker: Paused stops only the vCPUs. In every other state no
+#: QEMU holds the disks (Off, Saved) or one is on its way up or down.
+LIVE_STATES = (VmState.RUNNING, VmState.PAUSED)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 

@@ -33,6 +33,7 @@ from pyhv.errors import (
 )
 from pyhv.inventory import Inventory
 from pyhv.model import DiskAttachment, DvdDrive, VmConfig, VmState, config_error, parse_vm_config
+from pyhv.model.status import LIVE_STATES
 from pyhv.service.schemas import DiskAdd, DiskQos, DiskRow, DiskSlot, VmDisks, VmSample
 from pyhv.service.supervisor import Supervisor
 from pyhv.storage import open_image
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 SECTOR = 512
 HOT_TIMEOUT_S = 60.0
-_LIVE = (VmState.RUNNING, VmState.PAUSED)
 T = TypeVar("T")
 
 
@@ -61,7 +61,7 @@ class DiskService:
         return VmDisks(disks=rows, dvd=entry.config.dvd)
 
     async def _sample(self, entry: VmEntry) -> VmSample | None:
-        if entry.status.state not in _LIVE:
+        if entry.status.state not in LIVE_STATES:
             return None
         try:
             return await self.manager.stats(entry.config.id)
@@ -107,7 +107,7 @@ class DiskService:
 def _live(entry: VmEntry, what: str) -> bool:
     """True when the VM runs (or is paused); refuses states where devices cannot change."""
     state = entry.status.state
-    if state in _LIVE:
+    if state in LIVE_STATES:
         return True
     if state == VmState.OFF:
         return False

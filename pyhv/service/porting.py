@@ -8,28 +8,21 @@ before anything is registered.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from pathlib import Path
 
-from pyhv.atomicfile import write_atomic
 from pyhv.errors import ConflictError, StateError
-from pyhv.model import VmConfig, VmState, VmStatus
+from pyhv.model import VmConfig, VmState
+from pyhv.paths import SAVED_STATE, SAVED_STATE_INFO
+from pyhv.saved_state_file import saved_paused
 from pyhv.service.commands import CreateVm
 from pyhv.service.confine import confine_config
 from pyhv.service.jobs import Job, JobContext
 from pyhv.service.manager import VmManager
 from pyhv.service.policies import ProcessorPolicy
+from pyhv.service.registry import adopt_saved_state
 from pyhv.service.schemas import CompatibilityReport, ExportRequest, ImportMode, ImportRequest
-from pyhv.service.transfer import (
-    SAVED_STATE,
-    SAVED_STATE_INFO,
-    compare,
-    copy_vm_files,
-    export_vm,
-    read_export,
-)
-from pyhv.worker.status_file import write_status
+from pyhv.service.transfer import compare, copy_vm_files, export_vm, read_export
 
 IMPORTED_FOLDER = "imported"
 
@@ -104,8 +97,6 @@ class VmPorter:
     ) -> None:
         saved = folder / SAVED_STATE
         saved_state = saved if saved.exists() else None
-        info = folder / SAVED_STATE_INFO
-        saved_info = info.read_bytes() if saved_state and info.exists() else None
         if mode != ImportMode.REGISTER:
             new_id = str(uuid.uuid4()) if mode == ImportMode.COPY_NEW_ID else config.id
             dest = self.m.roots.default / IMPORTED_FOLDER / new_id
@@ -114,23 +105,12 @@ class VmPorter:
             saved_state = dest / SAVED_STATE if saved_state else None
         view = await self.m.create(CreateVm(config, policy))
         if saved_state is not None:
-            if saved_info is not None:  # first: a saved state never lacks its run state
-                info_path = self.m.paths.vm_saved_state_info(view.config.id)
-                info_path.parent.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(write_atomic, info_path, saved_info)
-            target = self.m.paths.vm_saved_state(view.config.id)
-            await asyncio.to_thread(_place_saved_state, saved_state, target, mode)
-            # A new status file, so the next scan reads the VM as Saved (the scan re-reads
-            # only status files that changed, and the new VM's has not yet).
-            status = VmStatus(state=VmState.SAVED, reason="imported with its saved state")
-            await asyncio.to_thread(write_status, self.m.paths.vm_status(view.config.id), status)
+            await asyncio.to_thread(
+                adopt_saved_state,
+                self.m.paths,
+                view.config.id,
+                saved_state,
+                paused=saved_paused(folder / SAVED_STATE_INFO),
+                keep_source=mode == ImportMode.REGISTER,
+            )
             await self.m.refresh()
-
-
-def _place_saved_state(source: Path, target: Path, mode: ImportMode) -> None:
-    """A registered export keeps its files; a copied one gives its state copy away."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if mode == ImportMode.REGISTER:
-        shutil.copyfile(source, target)
-    else:
-        source.replace(target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pyhv.atomicfile import write_atomic
 from pyhv.errors import ConfigError, NotFoundError
 from pyhv.model import VmConfig, VmState, VmStatus, parse_vm_config
 from pyhv.paths import HomePaths
+from pyhv.saved_state_file import write_run_state
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.worker.status_file import (
     current_status,
@@ -89,6 +91,27 @@ def discard_saved_state(paths: HomePaths, vm_id: str) -> None:
     paths.vm_saved_state_info(vm_id).unlink(missing_ok=True)
     write_status(
         paths.vm_status(vm_id), VmStatus(state=VmState.OFF, reason="saved state discarded")
+    )
+
+
+def adopt_saved_state(
+    paths: HomePaths, vm_id: str, memory: Path, *, paused: bool, keep_source: bool
+) -> None:
+    """Import-VM hands a VM a saved state while no worker runs for it, so pyhvd does what
+    :func:`discard_saved_state` undoes: the run state first (a saved state never lacks it), then
+    the memory (copied when ``keep_source``: a registered export keeps its files; else moved),
+    then a new status file, Saved, since the next scan re-reads only status files that changed
+    and a VM created a moment ago has had none."""
+    target = paths.vm_saved_state(vm_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_run_state(paths.vm_saved_state_info(vm_id), paused=paused)
+    if keep_source:
+        shutil.copyfile(memory, target)
+    else:
+        memory.replace(target)
+    write_status(
+        paths.vm_status(vm_id),
+        VmStatus(state=VmState.SAVED, reason="imported with its saved state"),
     )
 
 

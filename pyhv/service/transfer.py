@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pyhv.errors import ConflictError, NotFoundError
 from pyhv.model import VmConfig, parse_vm_config
-from pyhv.paths import HomePaths
+from pyhv.paths import SAVED_STATE, SAVED_STATE_INFO, HomePaths
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import CompatibilityReport, ImportMode
 from pyhv.storage import open_image
@@ -28,8 +28,6 @@ from pyhv.storage.operations import check_chain, set_parent
 Progress = Callable[[int], None]
 CONFIG_NAME = "vm.json"
 POLICY_NAME = "policy.json"
-SAVED_STATE = Path("state") / "memory.bin"
-SAVED_STATE_INFO = Path("state") / "memory.json"  # the run state it resumes in
 COPY_CHUNK = 8 * 1024 * 1024
 
 

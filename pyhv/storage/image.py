@@ -146,6 +146,11 @@ class DiskImage(ABC):
         """What a child records to bind itself to this image (VHD UniqueId, VHDX DataWriteGuid)."""
         return b""
 
+    def settle_identity(self) -> None:
+        """Make :attr:`identity` final for as long as this image stays open, so a child made
+        now stays bound to it however the image is written later. Default: it is already."""
+        return
+
     # -- I/O ----------------------------------------------------------------------------------
     @abstractmethod
     def read(self, offset: int, length: int) -> bytes: ...

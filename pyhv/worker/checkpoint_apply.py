@@ -51,7 +51,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyhv.errors import ConfigError, QmpError
 from pyhv.paths import RuntimeLayout
@@ -60,6 +60,7 @@ from pyhv.worker import qmp as q
 from pyhv.worker.checkpoint_disks import DiskKey, record_paths
 from pyhv.worker.disks import export_name
 from pyhv.worker.firmware import Firmware, firmware_for
+from pyhv.worker.memory_load import load_memory
 from pyhv.worker.process import ExitInfo, RunningProcess
 from pyhv.worker.qemu_argv import MEMFD_NAME, DiskWiring, build_qemu_argv
 from pyhv.worker.stats import StatsSampler
@@ -69,9 +70,9 @@ if TYPE_CHECKING:
 
 QMP_CONNECT_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 300.0
-LOAD_POLL_S = 0.01
-FD_NAME = "apply"
 SPARE_PREFIX = "next-"  # of a spare QEMU's socket names until it takes over
+#: QMP sessions of discarded spares being closed (kept so the tasks are not collected).
+_closing: set[asyncio.Future[None]] = set()
 
 
 class SpareLayout(RuntimeLayout):
@@ -93,17 +94,49 @@ class SpareLayout(RuntimeLayout):
 
 @dataclass
 class Spare:
-    """A new QEMU waiting for an apply's memory, its sockets in ``layout``."""
+    """A new QEMU waiting for an apply's memory, its sockets in ``layout``; its QMP is
+    connected meanwhile (``qmp``), which takes longer than anything else before the load."""
 
     apply_id: str
     proc: RunningProcess
     ram: int | None  # the worker's fd of the guest RAM it maps, kept until it answers QMP
     layout: RuntimeLayout
     exit: asyncio.Future[ExitInfo]
+    qmp: asyncio.Future[q.Qmp]
+
+    @classmethod
+    def started(
+        cls, w: Worker, apply_id: str, proc: RunningProcess, ram: int | None, layout: RuntimeLayout
+    ) -> Spare:
+        connect = w.env.connect_qmp(str(layout.qmp), w.config.name, QMP_CONNECT_TIMEOUT_S)
+        return cls(
+            apply_id,
+            proc,
+            ram,
+            layout,
+            asyncio.ensure_future(proc.wait()),
+            asyncio.ensure_future(connect),
+        )
+
+    async def connected(self) -> q.Qmp:
+        """Its QMP session, once it answers.
+
+        :raises QmpError: it exited first, or never answered.
+        """
+        pending: set[asyncio.Future[Any]] = {self.qmp, self.exit}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if not self.qmp.done():
+            raise QmpError("the new QEMU exited before it answered (see qemu.log)")
+        return self.qmp.result()
 
     def discard(self) -> None:
         self.proc.kill()
         self.release()
+        if not self.qmp.done():
+            self.qmp.cancel()
+        elif not self.qmp.cancelled() and self.qmp.exception() is None:
+            _closing.add(asyncio.ensure_future(self.qmp.result().close()))
+            _closing.difference_update({t for t in _closing if t.done()})
 
     def release(self) -> None:
         """Let go of its RAM fd and of its own socket names (QEMU has opened the one, and
@@ -136,7 +169,7 @@ async def prepare_spare(w: Worker, apply_id: str) -> Spare | None:
             os.close(ram)
         _remove_sockets(layout)
         raise
-    return Spare(apply_id, proc, ram, layout, asyncio.ensure_future(proc.wait()))
+    return Spare.started(w, apply_id, proc, ram, layout)
 
 
 async def replace_qemu(
@@ -270,7 +303,7 @@ async def _start_qemu(w: Worker) -> Spare:
         if ram is not None:
             os.close(ram)
         raise
-    return Spare("", proc, ram, w.layout, asyncio.ensure_future(proc.wait()))
+    return Spare.started(w, "", proc, ram, w.layout)
 
 
 async def _serve(w: Worker, disks: dict[DiskKey, Path]) -> None:
@@ -291,7 +324,7 @@ async def _run_from(w: Worker, memory: Path, paused: bool, new: Spare) -> None:
     """Attach to the new QEMU, give its sockets the usual names, and run it from
     ``memory``."""
     assert w.proc is not None
-    qmp = await w.env.connect_qmp(str(new.layout.qmp), w.config.name, QMP_CONNECT_TIMEOUT_S)
+    qmp = await new.connected()
     w.qmp = qmp
     w.watch_events(qmp)
     if w.config.com1.mode == "console":
@@ -300,7 +333,7 @@ async def _run_from(w: Worker, memory: Path, paused: bool, new: Spare) -> None:
         for spare, usual in zip(_qemu_sockets(new.layout), _qemu_sockets(w.layout), strict=True):
             with contextlib.suppress(FileNotFoundError):
                 spare.rename(usual)
-    await load_memory(qmp, memory)
+    await load_memory(qmp, memory, LOAD_TIMEOUT_S)
     if not paused:
         await qmp.execute("cont")
     w.sampler = StatsSampler(qmp, w.proc.pid, w.config.memory_startup_mib, w.env.monotonic)
@@ -308,23 +341,3 @@ async def _run_from(w: Worker, memory: Path, paused: bool, new: Spare) -> None:
         await w.sampler.enable_guest_stats()
     except QmpError as e:
         w.log.info("guest memory statistics unavailable: %s", e)
-
-
-async def load_memory(qmp: q.Qmp, memory: Path) -> None:
-    """Load a memory file into a QEMU started with ``-incoming defer``; it ends paused.
-
-    :raises QmpError: QEMU refused the stream or failed to load it.
-    """
-    fd = os.open(memory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        await q.migrate_from_fd(qmp, fd, FD_NAME)
-    finally:
-        os.close(fd)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LOAD_TIMEOUT_S
-    while (status := await q.query_status(qmp)) == "inmigrate":
-        if loop.time() > deadline:
-            raise QmpError(f"loading {memory.name} took over {LOAD_TIMEOUT_S:g} s")
-        await asyncio.sleep(LOAD_POLL_S)
-    if status not in ("paused", "prelaunch", "running"):
-        raise QmpError(f"loading {memory.name} failed (QEMU is {status})")

@@ -4,8 +4,9 @@ and the export continues in a new differencing child.
 The children are made while the guest still runs (:func:`make_children`), to keep that work
 out of the stop: a child reads through to its parent, so what the guest writes meanwhile
 still goes into the checkpoint. A child must name its parent's final identity, though, and a
-VHDX parent takes a new DataWriteGuid at the first write after it was opened: when that
-happened since, :func:`swap_in_children` makes the child again, with the guest stopped.
+VHDX parent takes a new DataWriteGuid at the first write after it was opened: the parent's
+identity is settled before its child is made (:meth:`DiskImage.settle_identity`). Should it
+have changed anyway, :func:`swap_in_children` makes the child again, with the guest stopped.
 
 QEMU keeps its NBD connections; :meth:`DiskProvider.swap_image` holds requests across the
 swap. Until :meth:`SwappedDisks.commit` the old images stay open writable, so
@@ -94,7 +95,7 @@ async def swap_in_children(done: SwappedDisks) -> None:
     """
     for key in list(done.opened):
         current = done.provider.image(*key)
-        await asyncio.to_thread(current.flush)
+        await done.provider.flush(*key)
         child = done.opened[key]
         if not identity_matches(child, current.identity):
             log.info("%s changed its identity: making %s again", current.path, child.path)
@@ -116,6 +117,7 @@ def record_paths(config: VmConfig, disks: dict[DiskKey, Path]) -> None:
 
 
 def _make_child(current: DiskImage, path: Path) -> DiskImage:
+    current.settle_identity()
     current.flush()
     create_image(path, CreateSpec(size=0, parent=str(current.path)))
     try:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyhv.errors import ConfigError, NotFoundError, StateError
-from pyhv.model import DiskAttachment, DvdDrive, VmState
+from pyhv.model import DiskAttachment, DvdDrive
+from pyhv.model.status import LIVE_STATES
 from pyhv.worker import disk_edit
 from pyhv.worker import qmp as q
 from pyhv.worker.qemu_argv import DVD_DEVICE_ID, dvd_device, throttle_group_id
@@ -43,7 +44,7 @@ class DiskOps:
         }
 
     def _qmp(self, what: str) -> q.Qmp:
-        if self.w.status.state not in (VmState.RUNNING, VmState.PAUSED) or self.w.qmp is None:
+        if self.w.status.state not in LIVE_STATES or self.w.qmp is None:
             raise StateError(
                 f"cannot {what} VM '{self.w.config.name}': it is {self.w.status.state}"
             )

@@ -141,6 +141,10 @@ class DiskProvider:
         self._images[(controller, slot)] = image
         return old
 
+    async def flush(self, controller: int, slot: int) -> None:
+        """Flush a disk as QEMU's FLUSH would: only if it was written since the last one."""
+        await self._server.flush(export_name(controller, slot))
+
     def stats(self) -> dict[str, DiskStats]:
         return {
             f"{c}:{s}": disk_stats(self._server.stats(export_name(c, s))) for c, s in self._images

@@ -15,6 +15,7 @@ from pyhv.errors import StateError
 from pyhv.guestkit import READY_LINE
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState, VmStats, VmStatus
+from pyhv.model.status import LIVE_STATES
 from pyhv.paths import HomePaths
 from pyhv.worker.agent import ExecResult
 from pyhv.worker.client import WorkerClient
@@ -135,7 +136,7 @@ class LocalHost:
 
     def sample(self, config: VmConfig) -> Sample | None:
         """Statistics of a running or paused VM; None when it has none to give."""
-        if self.status(config).state not in (VmState.RUNNING, VmState.PAUSED):
+        if self.status(config).state not in LIVE_STATES:
             return None
         try:
             reply = self.client(config).call("stats", timeout=10.0)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyhv.atomicfile import write_atomic
 from pyhv.errors import PyhvError, QmpError, StateError, UsageError
 from pyhv.model import VmState
+from pyhv.model.status import LIVE_STATES
+from pyhv.saved_state_file import write_run_state
+from pyhv.storage.operations.files import fsync_dir
 from pyhv.worker import qmp as q
 from pyhv.worker.checkpoint_ops import CheckpointOps
 from pyhv.worker.control import Handler, StreamHandler
@@ -60,7 +60,7 @@ class WorkerOps:
         return self.w.status.model_dump(mode="json")
 
     async def stats(self, args: dict[str, Any]) -> Any:
-        if self.w.sampler is None or self.w.status.state not in (VmState.RUNNING, VmState.PAUSED):
+        if self.w.sampler is None or self.w.status.state not in LIVE_STATES:
             raise StateError(f"VM '{self.w.config.name}' is {self.w.status.state}: no statistics")
         sample, percent = await self.w.sampler.sample()
         sample.disks = self.w.disks.stats()
@@ -148,12 +148,12 @@ class WorkerOps:
                 await asyncio.to_thread(os.fsync, fd)
             finally:
                 os.close(fd)
-            info = {"state": str(was)}
-            write_atomic(
-                self.w.paths.vm_saved_state_info(self.w.config.id), json.dumps(info).encode()
+            write_run_state(
+                self.w.paths.vm_saved_state_info(self.w.config.id),
+                paused=was == VmState.PAUSED,
             )
             os.replace(tmp, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except PyhvError:
             tmp.unlink(missing_ok=True)
             with contextlib.suppress(QmpError):
@@ -210,12 +210,3 @@ class WorkerOps:
             for t in (out, inp):
                 t.cancel()
             await asyncio.gather(out, inp, return_exceptions=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename of the saved state durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from qemu.qmp import ExecInterruptedError, ExecuteError, QMPClient, QMPError
+from qemu.qmp import EventListener, ExecInterruptedError, ExecuteError, QMPClient, QMPError
 
 from pyhv.errors import QmpError
 
@@ -25,6 +25,20 @@ log = logging.getLogger(__name__)
 class QmpEvent:
     name: str
     data: dict[str, Any]
+    #: When QEMU emitted it, on the host's wall clock (``time.time()``); 0 when unknown.
+    at: float = 0.0
+
+
+def _event(msg: Any) -> QmpEvent:
+    stamp = msg.get("timestamp") or {}
+    at = int(stamp.get("seconds", 0)) + int(stamp.get("microseconds", 0)) / 1e6
+    return QmpEvent(str(msg["event"]), cast(dict[str, Any], msg.get("data", {})), at)
+
+
+class EventQueue(Protocol):
+    """Events of some names, in order, from the moment the queue was made."""
+
+    async def get(self) -> QmpEvent: ...
 
 
 @contextlib.contextmanager
@@ -50,6 +64,8 @@ class Qmp(Protocol):
     def send_fd(self, fd: int) -> None: ...
 
     def events(self) -> AsyncIterator[QmpEvent]: ...
+
+    def listen(self, *names: str) -> contextlib.AbstractContextManager[EventQueue]: ...
 
     async def close(self) -> None: ...
 
@@ -97,7 +113,15 @@ class QmpSession:
 
     async def events(self) -> AsyncIterator[QmpEvent]:
         async for msg in self._client.events:
-            yield QmpEvent(str(msg["event"]), cast(dict[str, Any], msg.get("data", {})))
+            yield _event(msg)
+
+    @contextlib.contextmanager
+    def listen(self, *names: str) -> Iterator[EventQueue]:
+        """A queue of the events named, beside :meth:`events` (each reader gets every
+        event: an operation waiting for one does not take it from the worker's reader)."""
+        listener = EventListener(names)
+        with self._client.listen(listener):
+            yield _Listened(listener)
 
     async def close(self) -> None:
         """Disconnect; errors are moot here (QEMU is usually gone: disconnect re-raises EOF)."""
@@ -105,6 +129,14 @@ class QmpSession:
             await self._client.disconnect()
         except Exception as e:
             log.debug("QMP disconnect: %r", e)
+
+
+@dataclass(frozen=True)
+class _Listened:
+    listener: EventListener
+
+    async def get(self) -> QmpEvent:
+        return _event(await self.listener.get())
 
 
 async def _accepts(socket_path: str) -> bool:

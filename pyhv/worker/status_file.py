@@ -22,7 +22,11 @@ _AT_REST = (VmState.OFF, VmState.SAVED)
 
 
 def write_status(path: Path, status: VmStatus) -> None:
-    write_atomic(path, status.model_dump_json(indent=2).encode() + b"\n")
+    """Only Off and Saved must survive a power loss: after a reboot no worker lives, and
+    :func:`resolve_status` makes any other record Off or Saved (by the saved state file),
+    so a live state's record is not synced (a VM start or checkpoint apply writes several)."""
+    data = status.model_dump_json(indent=2).encode() + b"\n"
+    write_atomic(path, data, durable=status.state in _AT_REST)
 
 
 def read_status_file(path: Path) -> VmStatus | None:

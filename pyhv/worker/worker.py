@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -25,12 +24,14 @@ from pyhv.errors import PyhvError, QmpError, StateError
 from pyhv.host.hugepages import check_pool
 from pyhv.model import VmConfig, VmState, VmStatus
 from pyhv.paths import HomePaths, RuntimeLayout
+from pyhv.saved_state_file import saved_paused
 from pyhv.worker import qmp as q
 from pyhv.worker.agent import GuestAgent
 from pyhv.worker.console import Console
 from pyhv.worker.control import ControlServer
 from pyhv.worker.disks import DiskProvider
 from pyhv.worker.firmware import firmware_for
+from pyhv.worker.memory_load import load_memory
 from pyhv.worker.ops import WorkerOps
 from pyhv.worker.outcome import ExitFacts, exit_outcome, restore_failed
 from pyhv.worker.process import ExitInfo, ProcessRunner, QemuRunner, RunningProcess, tail_line
@@ -191,19 +192,8 @@ class Worker:
         Paused when it was saved (and so stays paused)."""
         saved = self.paths.vm_saved_state(self.config.id)
         info = self.paths.vm_saved_state_info(self.config.id)
-        paused = _saved_run_state(info) == VmState.PAUSED
-        fd = os.open(saved, os.O_RDONLY)
-        try:
-            await q.migrate_from_fd(qmp, fd, "restore")
-        finally:
-            os.close(fd)
-        deadline = self.env.monotonic() + RESTORE_TIMEOUT_S
-        while (status := await q.query_status(qmp)) == "inmigrate":
-            if self.env.monotonic() > deadline:
-                raise QmpError(f"restoring the saved state took over {RESTORE_TIMEOUT_S:g} s")
-            await asyncio.sleep(0.1)
-        if status not in ("paused", "prelaunch", "running"):
-            raise QmpError(f"restoring the saved state failed (QEMU is {status})")
+        paused = saved_paused(info)
+        await load_memory(qmp, saved, RESTORE_TIMEOUT_S)
         saved.unlink()
         info.unlink(missing_ok=True)
         self.facts.restoring = False
@@ -278,12 +268,3 @@ class Worker:
             self.facts.stop_requested = True
             if self.proc is not None:
                 self.proc.kill()
-
-
-def _saved_run_state(info: Path) -> VmState:
-    """The run state recorded beside the saved state; Running when there is none (a saved
-    state from before it was recorded, or one a checkpoint put back)."""
-    try:
-        return VmState(json.loads(info.read_bytes())["state"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return VmState.RUNNING

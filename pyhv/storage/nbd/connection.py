@@ -291,7 +291,16 @@ class Connection:
         The reply is sent only after the image call returned (see :mod:`.commands`).
         """
         try:
-            result = func(export.image, req, payload)
+            result: Result = None
+            if func is commands.flush:
+                export.flush()
+            elif req.type in p.MUTATING:
+                try:
+                    result = func(export.image, req, payload)
+                finally:  # a failed write may have changed the image too
+                    export.wrote()
+            else:
+                result = func(export.image, req, payload)
         except Exception as exc:  # any image failure becomes an NBD error reply
             end = perf_counter_ns()
             log.warning(

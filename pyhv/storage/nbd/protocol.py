@@ -330,7 +330,8 @@ _KNOWN_FLAGS = {
     NBD_CMD_WRITE_ZEROES: NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE,
     NBD_CMD_BLOCK_STATUS: NBD_CMD_FLAG_REQ_ONE,
 }
-_MUTATING = frozenset({NBD_CMD_WRITE, NBD_CMD_TRIM, NBD_CMD_WRITE_ZEROES})
+#: Requests that change the image.
+MUTATING = frozenset({NBD_CMD_WRITE, NBD_CMD_TRIM, NBD_CMD_WRITE_ZEROES})
 
 
 def check_request(req: Request, size: int, read_only: bool, block_status: bool) -> int:
@@ -344,7 +345,7 @@ def check_request(req: Request, size: int, read_only: bool, block_status: bool) 
     known = _KNOWN_FLAGS.get(req.type)
     if known is None or req.flags & ~known:
         return NBD_EINVAL
-    if read_only and req.type in _MUTATING:
+    if read_only and req.type in MUTATING:
         return NBD_EPERM
     if req.type == NBD_CMD_BLOCK_STATUS and not (block_status and req.length):
         return NBD_EINVAL

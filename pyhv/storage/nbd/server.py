@@ -153,10 +153,17 @@ class NbdServer:
         if not export.read_only and not new_image.writable:
             raise NbdError(f"nbd: export {name!r}: new image {new_image.path} is read-only")
         await self._settle(export.quiesce())
-        old, export.image = export.image, new_image
+        old = export.replace_image(new_image)
         export.reopen()
         log.info("nbd export %s: image %s -> %s", name, old.path, new_image.path)
         return old
+
+    async def flush(self, name: str) -> None:
+        """Flush export ``name``'s image as a client's FLUSH would (skipped when clean).
+
+        :raises NotFoundError: if there is no such export.
+        """
+        await asyncio.to_thread(self._get(name).flush)
 
     def stats(self, name: str) -> dict[str, Any]:
         """Counters of export ``name`` (see :class:`~.stats.ExportStats`).

@@ -209,6 +209,13 @@ class VhdxImage(DiskImage):
     def identity(self) -> bytes:
         return self.header.data_write_guid.bytes_le
 
+    def settle_identity(self) -> None:
+        """A VHDX takes a new DataWriteGuid at its first data write after it was opened: take
+        it now (a checkpoint makes the children of a running VM's disks before it stops the
+        guest, and a guest write in between would otherwise unbind them)."""
+        if self.writable and not self.closed:
+            self.journal.begin_session(data=True)
+
     # -- reading ------------------------------------------------------------------------------
     def _bitmap(self, chunk: int) -> bytearray:
         """The chunk's sector bitmap, cached; all zeros while the block is not present."""

@@ -13,11 +13,11 @@ import pytest
 
 from pyhv.checkpoints.journal import Journal, save_journal
 from pyhv.checkpoints.planner import plan_create
-from pyhv.checkpoints.saved_state import saved_paused
 from pyhv.checkpoints.tree import CheckpointTree, CheckpointType
 from pyhv.errors import StateError
 from pyhv.model import VmStatus, parse_vm_config
 from pyhv.model.status import VmState
+from pyhv.saved_state_file import saved_paused
 from pyhv.service.transfer import read_export
 from pyhv.storage import open_image
 from pyhv.storage.operations import check_chain

@@ -9,7 +9,6 @@ import pytest
 from pyhv.checkpoints import execute
 from pyhv.checkpoints.execute import StepRunner
 from pyhv.checkpoints.journal import Journal
-from pyhv.checkpoints.saved_state import saved_paused
 from pyhv.checkpoints.steps import (
     ApplyRunning,
     CopyFile,
@@ -23,6 +22,7 @@ from pyhv.checkpoints.tree import CheckpointTree
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState
 from pyhv.paths import HomePaths
+from pyhv.saved_state_file import saved_paused
 from pyhv.worker.status_file import current_status
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class FakeQmp:
         self.commands: list[str] = []
         self.status = "prelaunch"
         self._events: asyncio.Queue[QmpEvent] = asyncio.Queue()
+        self._listeners: list[asyncio.Queue[QmpEvent]] = []
 
     def _shutdown(self, reason: str) -> None:
         self._events.put_nowait(
@@ -83,6 +85,10 @@ class FakeQmp:
             return {"status": self.status, "running": self.status == "running"}
         elif cmd == "migrate-incoming" and self.restore_fails:
             self.status = "shutdown"  # what QEMU 7.2 reports after a bad stream
+        elif cmd == "migrate-incoming":
+            self.status = "paused"
+            for queue in self._listeners:
+                queue.put_nowait(QmpEvent("MIGRATION", {"status": "completed"}))
         elif cmd == "query-migrate":
             return {"status": "completed"}
         return {}
@@ -93,6 +99,15 @@ class FakeQmp:
     async def events(self) -> AsyncIterator[QmpEvent]:
         while True:
             yield await self._events.get()
+
+    @contextlib.contextmanager
+    def listen(self, *names: str) -> Iterator[asyncio.Queue[QmpEvent]]:
+        queue: asyncio.Queue[QmpEvent] = asyncio.Queue()
+        self._listeners.append(queue)
+        try:
+            yield queue
+        finally:
+            self._listeners.remove(queue)
 
     async def close(self) -> None:
         pass

@@ -76,6 +76,34 @@ def test_write_read_flush_fua(tmp_path: Path, structured: bool) -> None:
     run(t, tmp_path)
 
 
+def test_a_flush_with_nothing_written_since_the_last_one_is_skipped(tmp_path: Path) -> None:
+    """QEMU flushes every disk when it stops a guest; a checkpoint flushes them just before
+    through the server, so that flush must find them clean, and any write makes it real."""
+    image, child = MemImage(SIZE), MemImage(SIZE)
+
+    async def t(server: NbdServer, sock: Path) -> None:
+        server.add_export("disk", image, read_only=False)
+        c = await client(sock)
+        assert (await c.call(p.NBD_CMD_FLUSH)).error == 0
+        assert image.flushes == 1  # a new export's first flush is real
+        assert (await c.call(p.NBD_CMD_FLUSH)).error == 0
+        assert image.flushes == 1
+        await c.call(p.NBD_CMD_WRITE, 0, 512, payload=b"x" * 512)
+        await c.call(p.NBD_CMD_FLUSH)
+        assert image.flushes == 2
+        await c.call(p.NBD_CMD_TRIM, 0, 65536)
+        await server.flush("disk")  # the worker's own flush counts for the clients
+        await c.call(p.NBD_CMD_FLUSH)
+        assert image.flushes == 3
+        await server.swap_image("disk", child)
+        await c.call(p.NBD_CMD_FLUSH)
+        assert child.flushes == 1 and image.flushes == 3  # a swapped-in image is flushed
+        await eventually(lambda: server.stats("disk")["flush"]["ops"] == 5)
+        await c.close()
+
+    run(t, tmp_path)
+
+
 @pytest.mark.parametrize("structured", [False, True])
 def test_errors_are_replies_not_disconnects(tmp_path: Path, structured: bool) -> None:
     async def t(server: NbdServer, sock: Path) -> None:

@@ -97,6 +97,26 @@ def test_first_write_changes_data_write_guid_only_once(make_image: MakeImage) ->
         assert not img.header.log_pending  # clean close cleared LogGuid
 
 
+def test_a_settled_identity_survives_the_first_write(make_image: MakeImage) -> None:
+    """A running VM's checkpoint makes the child of the disk the guest writes, then stops
+    the guest: the child must stay bound to the parent whatever the guest wrote between."""
+    base = make_image(size=2 * MiB)
+    with VhdxImage(base, writable=True) as img:
+        before = img.identity
+        img.settle_identity()
+        settled = img.identity
+        child = make_image(parent=base)
+        img.write(0, b"guest")
+        img.settle_identity()
+        assert img.identity == settled != before
+    with VhdxImage(child, writable=False) as c, VhdxImage(base, writable=False) as b:
+        c.attach_parent(b)
+        assert c.read(0, 5) == b"guest"
+    with VhdxImage(base, writable=False) as img:
+        img.settle_identity()  # read-only: nothing to take
+        assert img.identity == settled
+
+
 def test_extents_and_zeroing(make_image: MakeImage) -> None:
     path = make_image(size=4 * MiB)
     with VhdxImage(path, writable=True) as img:
