@@ -1,39 +1,41 @@
 """Checkpoint of a running guest: ``pyhv checkpoint new`` / ``apply`` against QEMU's own
 ``savevm`` / ``loadvm`` (HMP through ``human-monitor-command``), same run.
 
-Both run the guest kit (1 vCPU, 512 MiB memfd memory, q35, TCG, root disk on virtio-scsi)
+Both run the guest kit (1 vCPU, 512 MiB memfd memory, q35, TCG, root disk on virtio-scsi),
+at the same time, their operations taken in turns, each after a ``sync``,
 and first fill ``--fill-mib`` of guest memory with data (a tmpfs file), so there is memory to
 save. The peer is the worker's own QEMU command line with the root disk converted to qcow2
 and opened by QEMU's qcow2 driver (savevm needs a qcow2 node), serial on stdio. savevm stops
-the guest for the whole save, so its pause is its duration; pyhv's pause is the stop around
-the disk swap and the start of the background memory save (the node's ``paused_ms``). Apply
-switches the disks in the running worker and loads the memory into a new QEMU, as loadvm
-keeps the guest stopped throughout: both pauses are their durations. Before the first pyhv
-checkpoint of a QEMU process the worker has QEMU map the guest's memory (outside the pause);
-the second shows the steady state. QEMU's first savevm is slower than its next ones too, so the
-peer also saves twice: first is compared with first, second with second, and the ratios
-against the goals use the second of each; loadvm loads the second. Goals:
-pause ≤ 0.05 × savevm's, total ≤ 1.0 × (create against savevm, apply against loadvm).
-Asserts nothing.
+the guest for the whole save, so its pause is its duration; pyhv's pause is QEMU's last
+round of its live migration into the memory file plus the disk swap (the node's
+``paused_ms``, from QEMU's STOP event to our ``cont``). Apply switches the disks in the
+running worker and loads the memory into a new QEMU, as loadvm keeps the guest stopped
+throughout: both pauses are their durations. The first pyhv checkpoint of a QEMU process
+faults in the guest memory the guest never touched in its first round; the next ones show
+the steady state. QEMU's first savevm is slower than its next ones too: first is compared with
+first, and the ratios against the goals use the medians of ``--rounds`` more checkpoints
+against as many savevms, and of as many applies against loadvms (one sample on a shared
+machine is one scheduler hiccup away from any number). Goals: pause ≤ 0.05 × savevm's,
+total ≤ 1.0 × (create against savevm, apply against loadvm). Asserts nothing.
 
 Both sides run twice: guest RAM on 4 KiB pages, then on 2 MiB huge pages (``memory_hugepages``;
-the bench grows the host's pool for the run and puts it back). QEMU 7.2's background snapshot
-write-protects, copies and releases guest memory one host page at a time (three system calls
-per page), so the page size decides how its total compares with savevm's.
+the bench grows the host's pool for the run and puts it back).
 
-    .venv/bin/python bench/checkpoint.py [--fill-mib 128] [--pages 4k|2m|both]
+    .venv/bin/python bench/checkpoint.py [--fill-mib 128] [--pages 4k|2m|both] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from vm_start import make_vm, plain_argv
@@ -54,30 +56,38 @@ def fill_script(mib: int) -> list[str]:
     return ["sh", "-c", f"yes 0123456789abcdef | head -c {mib}M > /tmp/fill && echo ok"]
 
 
-def run_pyhv(home: Path, fill_mib: int, hugepages: bool) -> dict[str, float]:
-    kit = build_kit()
-    paths = HomePaths(home, run_root=home / "run")
-    disk = home / "root.vhdx"
-    shutil.copyfile(kit.rootdisk, disk)
-    config = make_vm(paths, kit, disk, hugepages)
-    host, manager = LocalHost(paths), CheckpointManager(paths)
-    host.start(config.name, wait_ready_s=TIMEOUT_S)
-    host.exec(config.name, fill_script(fill_mib), timeout_s=TIMEOUT_S)
-    out: dict[str, float] = {}
-    for name in ("first", "second"):
+class Ours:
+    """The pyhv side: a worker-run VM, checkpointed and applied through the manager."""
+
+    def __init__(self, home: Path, fill_mib: int, hugepages: bool) -> None:
+        kit = build_kit()
+        paths = HomePaths(home, run_root=home / "run")
+        disk = home / "root.vhdx"
+        shutil.copyfile(kit.rootdisk, disk)
+        self.config = make_vm(paths, kit, disk, hugepages)
+        self.host, self.manager = LocalHost(paths), CheckpointManager(paths)
+        self.host.start(self.config.name, wait_ready_s=TIMEOUT_S)
+        self.host.exec(self.config.name, fill_script(fill_mib), timeout_s=TIMEOUT_S)
+
+    def create(self, name: str) -> tuple[float, float]:
+        """Seconds in all, and of them the guest paused."""
         started = time.monotonic()
-        node = manager.create(config.name, name)
-        out[f"{name}_total"] = time.monotonic() - started
-        out[f"{name}_pause"] = (node.paused_ms or 0.0) / 1000
-    started = time.monotonic()
-    manager.apply(config.name, "second")
-    out["apply_total"] = time.monotonic() - started
-    host.exec(config.name, ["true"])  # the restored guest answers
-    host.turn_off(config.name)
-    return out
+        node = self.manager.create(self.config.name, name)
+        return time.monotonic() - started, (node.paused_ms or 0.0) / 1000
+
+    def apply(self, name: str) -> float:
+        started = time.monotonic()
+        self.manager.apply(self.config.name, name)
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        self.host.exec(self.config.name, ["true"])  # the restored guest answers
+        self.host.turn_off(self.config.name)
 
 
-async def run_peer(home: Path, fill_mib: int, hugepages: bool) -> dict[str, float]:
+@asynccontextmanager
+async def peer_vm(home: Path, fill_mib: int, hugepages: bool) -> AsyncIterator[QmpSession]:
+    """The peer QEMU, guest booted and filled; yields its QMP session."""
     kit = build_kit()
     qcow2 = home / "peer.qcow2"
     subprocess.run(
@@ -106,26 +116,61 @@ async def run_peer(home: Path, fill_mib: int, hugepages: bool) -> dict[str, floa
         await agent.exec(fill_script(fill_mib), timeout=TIMEOUT_S)
         await agent.close()
         qmp = await QmpSession.connect(str(layout.qmp), "peer", 30.0)
-        out: dict[str, float] = {}
-        # Like pyhv's: a first and a second savevm of this QEMU, then loadvm of the second.
-        for key, command in (
-            ("first_savevm", "savevm s1"),
-            ("savevm", "savevm s2"),
-            ("loadvm", "loadvm s2"),
-        ):
-            started = time.monotonic()
-            reply = await qmp.execute("human-monitor-command", {"command-line": command})
-            out[key] = time.monotonic() - started
-            if reply:
-                raise SystemExit(f"{command} failed: {reply.strip()}")
+        yield qmp
         await qmp.execute("quit")
         await qmp.close()
         drain.cancel()
-        return out
     finally:
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def hmp(qmp: QmpSession, command: str) -> float:
+    started = time.monotonic()
+    reply = await qmp.execute("human-monitor-command", {"command-line": command})
+    if reply:
+        raise SystemExit(f"{command} failed: {reply.strip()}")
+    return time.monotonic() - started
+
+
+async def interleaved(home: Path, fill_mib: int, hugepages: bool, rounds: int) -> dict[str, float]:
+    """Both VMs up at once, their operations taken in turns (who goes first alternating), each
+    after ``sync``: the shared machine's moods and the other side's write-back hit both."""
+    ours = await asyncio.to_thread(Ours, home, fill_mib, hugepages)
+    times: dict[str, list[float]] = {}
+
+    def note(key: str, value: float) -> None:
+        times.setdefault(key, []).append(value)
+
+    async def create(n: int) -> None:
+        await asyncio.to_thread(os.sync)
+        total, pause = await asyncio.to_thread(ours.create, f"c{n}")
+        note("first_total" if n == 0 else "total", total)
+        note("first_pause" if n == 0 else "pause", pause)
+
+    async def savevm(n: int) -> None:
+        await asyncio.to_thread(os.sync)
+        note("first_savevm" if n == 0 else "savevm", await hmp(qmp, f"savevm s{n}"))
+
+    async def apply(n: int) -> None:
+        await asyncio.to_thread(os.sync)
+        note("apply_total", await asyncio.to_thread(ours.apply, f"c{rounds}"))
+
+    async def loadvm(n: int) -> None:
+        await asyncio.to_thread(os.sync)
+        note("loadvm", await hmp(qmp, f"loadvm s{rounds}"))
+
+    try:
+        async with peer_vm(home, fill_mib, hugepages) as qmp:
+            for pair, count in (((create, savevm), rounds + 1), ((apply, loadvm), rounds)):
+                for n in range(count):
+                    first, second = pair if n % 2 == 0 else pair[::-1]
+                    await first(n)
+                    await second(n)
+    finally:
+        await asyncio.to_thread(ours.close)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 @contextmanager
@@ -146,46 +191,49 @@ def hugepage_pool(pages: int) -> Iterator[None]:
         nr.write_text(f"{before}\n")
 
 
-def measure(fill_mib: int, hugepages: bool) -> None:
+def measure(fill_mib: int, hugepages: bool, rounds: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="pyhvc", dir="/tmp"))
     try:
-        peer = asyncio.run(run_peer(home, fill_mib, hugepages))
-        ours = run_pyhv(home, fill_mib, hugepages)
+        m = asyncio.run(interleaved(home, fill_mib, hugepages, rounds))
     finally:
         shutil.rmtree(home, ignore_errors=True)
     pages = "2 MiB huge pages" if hugepages else "4 KiB pages"
     print(f"== guest memory 512 MiB on {pages} (both), {fill_mib} MiB of it filled with data")
     print(
-        f"QEMU savevm (first of this QEMU) {peer['first_savevm']:.2f} s, (second) "
-        f"{peer['savevm']:.2f} s (guest paused throughout), loadvm {peer['loadvm']:.2f} s"
-    )
-    for name in ("first", "second"):
-        print(
-            f"pyhv checkpoint ({name} of this QEMU): total {ours[f'{name}_total']:.2f} s, "
-            f"guest paused {ours[f'{name}_pause'] * 1000:.0f} ms"
-        )
-    print(f"pyhv apply (new disks, memory into a new QEMU): {ours['apply_total']:.2f} s")
-    print(
-        f"ratio pause pyhv/savevm: {ours['second_pause'] / peer['savevm']:.3f} (goal <= 0.05); "
-        f"first checkpoint {ours['first_pause'] / peer['first_savevm']:.3f}"
+        f"QEMU savevm (first of this QEMU) {m['first_savevm']:.2f} s, (median of the next "
+        f"{rounds}) {m['savevm']:.2f} s (guest paused throughout), loadvm {m['loadvm']:.2f} s"
     )
     print(
-        f"ratio total pyhv/savevm: {ours['second_total'] / peer['savevm']:.2f} (goal <= 1.0); "
-        f"first checkpoint {ours['first_total'] / peer['first_savevm']:.2f}"
+        f"pyhv checkpoint (first of this QEMU): total {m['first_total']:.2f} s, "
+        f"guest paused {m['first_pause'] * 1000:.1f} ms"
     )
-    print(f"ratio apply pyhv/loadvm: {ours['apply_total'] / peer['loadvm']:.2f} (goal <= 1.0)")
+    print(
+        f"pyhv checkpoint (median of the next {rounds}): total {m['total']:.2f} s, "
+        f"guest paused {m['pause'] * 1000:.1f} ms"
+    )
+    print(f"pyhv apply (new disks, memory into a new QEMU): {m['apply_total']:.2f} s")
+    print(
+        f"ratio pause pyhv/savevm: {m['pause'] / m['savevm']:.3f} (goal <= 0.05); "
+        f"first checkpoint {m['first_pause'] / m['first_savevm']:.3f}"
+    )
+    print(
+        f"ratio total pyhv/savevm: {m['total'] / m['savevm']:.2f} (goal <= 1.0); "
+        f"first checkpoint {m['first_total'] / m['first_savevm']:.2f}"
+    )
+    print(f"ratio apply pyhv/loadvm: {m['apply_total'] / m['loadvm']:.2f} (goal <= 1.0)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fill-mib", type=int, default=128)
     parser.add_argument("--pages", choices=["4k", "2m", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if args.pages in ("4k", "both"):
-        measure(args.fill_mib, hugepages=False)
+        measure(args.fill_mib, False, args.rounds)
     if args.pages in ("2m", "both"):
         with hugepage_pool(2 * pages_for(512)):
-            measure(args.fill_mib, hugepages=True)
+            measure(args.fill_mib, True, args.rounds)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ command loads one into a running guest), so a new process it is. The order keeps
 from ever running on the wrong disks:
 
 1. the new QEMU starts ahead (:func:`prepare_spare`, while the caller makes the new disks),
-   on sockets of its own: it only connects to the exports and waits for the memory;
+   on sockets of its own: it only connects to the exports and waits for the memory (and
+   its QMP is connected meanwhile);
 2. the old QEMU is stopped, which drains its disk I/O: every request it sent is answered,
    none waits in a socket. Applying discards its state, so it is then killed;
 3. every export continues in the applied checkpoint's new child (made and journaled by the

@@ -28,8 +28,9 @@ runs from the memory file, Paused with ``paused`` (:mod:`.checkpoint_apply`). As
 with an ``apply_id`` it has done (a retry after the caller crashed), it answers at once;
 when it fails the VM ends Off. ``checkpoint_apply_prepare`` ``{"apply_id": str}`` →
 ``{"prepared": bool}``, sent before the caller makes the new disks, starts that QEMU
-meanwhile; the spare is dropped unless the apply of that ``apply_id`` comes within
-``SPARE_TIMEOUT_S``.
+meanwhile and stops a running guest (its state is about to be discarded, and the new QEMU
+starts sooner with its CPU); the spare is dropped, and the guest continued, unless the
+apply of that ``apply_id`` comes within ``SPARE_TIMEOUT_S``.
 
 ``disk_images`` answers which file each disk is served from (crash recovery asks it).
 """
@@ -89,6 +90,8 @@ class CheckpointOps:
         self._applied: set[str] = set()  # apply_ids of checkpoint_apply done
         self._spare: Spare | None = None
         self._spare_expiry: asyncio.TimerHandle | None = None
+        self._holding = False  # the guest was stopped for the spare: to resume if unused
+        self._resuming: asyncio.Future[None] | None = None
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -151,7 +154,7 @@ class CheckpointOps:
                 self.w.record(Action.APPLY)
             except BaseException:
                 if spare is not None:
-                    spare.discard()
+                    self._drop_spare(spare)
                 raise
             try:
                 await replace_qemu(self.w, disks, memory, paused, spare)
@@ -170,10 +173,16 @@ class CheckpointOps:
             self._require_live("apply a checkpoint to")
             self._take_spare(None)
             self._spare = await prepare_spare(self.w, apply_id)
-            if self._spare is not None:
-                loop = asyncio.get_running_loop()
-                self._spare_expiry = loop.call_later(SPARE_TIMEOUT_S, self._take_spare, None)
-            return {"prepared": self._spare is not None}
+            if self._spare is None:
+                return {"prepared": False}
+            loop = asyncio.get_running_loop()
+            self._spare_expiry = loop.call_later(SPARE_TIMEOUT_S, self._take_spare, None)
+            # The guest's state is about to be discarded: stopped now, it leaves its CPU to
+            # the new QEMU's start and the caller's work (2 cores here: 20-40 ms sooner).
+            if self.w.status.state == VmState.RUNNING and self.w.qmp is not None:
+                await self.w.qmp.execute("stop")
+                self._holding = True
+            return {"prepared": True}
 
     def _take_spare(self, apply_id: str | None) -> Spare | None:
         """The spare QEMU for ``apply_id`` if it still runs; any other is discarded."""
@@ -182,9 +191,24 @@ class CheckpointOps:
             self._spare_expiry.cancel()
             self._spare_expiry = None
         if spare is not None and (spare.apply_id != apply_id or spare.exit.done()):
-            spare.discard()
+            self._drop_spare(spare)
             return None
+        self._holding = False  # the apply stops the old QEMU for good
         return spare
+
+    def _drop_spare(self, spare: Spare) -> None:
+        """Discard a spare that will not be used; a guest stopped for it runs on."""
+        spare.discard()
+        if self._holding and self.w.qmp is not None:
+            self._resuming = asyncio.ensure_future(self._resume_held(self.w.qmp))
+        self._holding = False
+
+    async def _resume_held(self, qmp: Qmp) -> None:
+        """``cont`` the QEMU stopped for the spare, unless it is gone or the VM paused."""
+        async with self._busy:
+            if self.w.qmp is qmp and self.w.status.state == VmState.RUNNING:
+                with contextlib.suppress(QmpError):
+                    await qmp.execute("cont")
 
     async def _take(
         self, disks: dict[DiskKey, Path], memory: Path | None, running: bool

@@ -27,6 +27,7 @@ from pyhv.paths import HomePaths, RuntimeLayout
 from pyhv.saved_state_file import saved_paused
 from pyhv.worker import qmp as q
 from pyhv.worker.agent import GuestAgent
+from pyhv.worker.checkpoint_apply import SPARE_PREFIX
 from pyhv.worker.console import Console
 from pyhv.worker.control import ControlServer
 from pyhv.worker.disks import DiskProvider
@@ -248,6 +249,8 @@ class Worker:
             except OSError as e:  # PYHV_HOME vanished: nothing left to record it in
                 self.log.error("final state not recorded: %s", e)
             for sock in self.layout.sockets():
+                sock.unlink(missing_ok=True)
+            for sock in self.layout.run_dir.glob(f"{SPARE_PREFIX}*"):  # a spare unused
                 sock.unlink(missing_ok=True)
             self.layout.worker_pid.unlink(missing_ok=True)
             with contextlib.suppress(OSError):

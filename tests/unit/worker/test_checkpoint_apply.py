@@ -141,8 +141,8 @@ def test_only_a_live_vm_takes_a_checkpoint(paths: HomePaths, tmp_path: Path) -> 
 
 
 def test_a_spare_started_ahead_takes_the_apply(paths: HomePaths) -> None:
-    """The QEMU is started while the guest still runs, on sockets of its own, and takes the
-    usual names once the old one is stopped and killed."""
+    """The QEMU is started ahead, on sockets of its own, and takes the usual names once the
+    old one is killed; the old guest, about to be discarded, stops meanwhile."""
 
     async def go() -> None:
         b = await boot(paths)
@@ -152,7 +152,7 @@ def test_a_spare_started_ahead_takes_the_apply(paths: HomePaths) -> None:
         assert await ops.checkpoint_apply_prepare({"apply_id": "a1"}) == {"prepared": True}
         spare, run = b.runner.proc, b.worker.layout.run_dir
         assert spare is not None and spare is not old and b.worker.proc is old
-        assert "stop" not in b.qmp.commands  # the guest runs on meanwhile
+        assert b.qmp.commands[-1] == "stop" and b.qmp.status == "paused"
         assert any(f"path={run / SPARE_PREFIX}qmp.sock," in a for a in b.runner.argv)
         (run / f"{SPARE_PREFIX}qmp.sock").write_text("the spare's")  # as QEMU binds it
         args = {"apply_id": "a1", "disks": {}, "memory_path": memory_file(paths)}
@@ -184,13 +184,33 @@ def test_a_spare_not_taken_is_killed(paths: HomePaths, monkeypatch: pytest.Monke
         live = b.runner.proc
         assert b.worker.proc is live and live is not other
         await ops.checkpoint_apply_prepare({"apply_id": "a3"})
+        assert b.qmp.status == "paused"  # stopped for the spare ...
         unclaimed = b.runner.proc
         assert unclaimed is not None
         assert (await unclaimed.wait()).returncode == -9
         assert not list(b.worker.layout.run_dir.glob(f"{SPARE_PREFIX}*"))
         assert b.worker.status.state == VmState.RUNNING and b.worker.proc is live
+        async with asyncio.timeout(5):
+            while b.qmp.status != "running":  # ... and running on without it
+                await asyncio.sleep(0.01)
         b.runner.proc = live  # the fake QMP ends the runner's last QEMU at turn_off
         await b.ops.turn_off({})
         await b.task
+
+    asyncio.run(go())
+
+
+def test_a_vm_turned_off_with_a_spare_leaves_no_spare_socket(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        live = b.runner.proc
+        ops = CheckpointOps(b.worker)
+        await ops.checkpoint_apply_prepare({"apply_id": "a1"})
+        run = b.worker.layout.run_dir
+        (run / f"{SPARE_PREFIX}qmp.sock").write_text("the spare's")  # as QEMU binds it
+        b.runner.proc = live  # the fake QMP ends the runner's last QEMU at turn_off
+        await b.ops.turn_off({})
+        await b.task
+        assert not run.exists() or not list(run.glob(f"{SPARE_PREFIX}*"))
 
     asyncio.run(go())
