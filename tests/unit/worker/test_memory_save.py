@@ -6,15 +6,14 @@ settled, and a failure on either side of the setup undoes the other."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from test_worker_lifecycle import Listeners
 
 from pyhv.errors import QmpError, StorageError
 from pyhv.worker import checkpoint_ops, memory_save
@@ -33,7 +32,7 @@ CHUNK = 64 * 1024
 STOPPED_AT = 1_800_000_000.25
 
 
-class MigratingQmp:
+class MigratingQmp(Listeners):
     """QEMU migrating into the file: ``rounds`` chunks written a few ms apart while the
     guest runs, then STOP and the MIGRATION event (or ``fails``); its run state stays
     ``finish-migrate`` for ``settling`` polls after that."""
@@ -43,8 +42,8 @@ class MigratingQmp:
         self.rounds = rounds
         self.fails = fails
         self.settling = settling
+        super().__init__()
         self.sent: list[tuple[str, Any]] = []
-        self.queues: list[asyncio.Queue[QmpEvent]] = []
         self.status = "running"
         self.writer: asyncio.Task[None] | None = None
 
@@ -66,24 +65,11 @@ class MigratingQmp:
             os.write(self.fd, b"x" * CHUNK)
             await asyncio.sleep(0.01)
         if self.fails:
-            self._emit(QmpEvent("MIGRATION", {"status": "failed"}))
+            self.emit(QmpEvent("MIGRATION", {"status": "failed"}))
             return
         self.status = "finish-migrate"
-        self._emit(QmpEvent("STOP", {}, STOPPED_AT))
-        self._emit(QmpEvent("MIGRATION", {"status": "completed"}))
-
-    def _emit(self, event: QmpEvent) -> None:
-        for queue in self.queues:
-            queue.put_nowait(event)
-
-    @contextlib.contextmanager
-    def listen(self, *names: str) -> Iterator[asyncio.Queue[QmpEvent]]:
-        queue: asyncio.Queue[QmpEvent] = asyncio.Queue()
-        self.queues.append(queue)
-        try:
-            yield queue
-        finally:
-            self.queues.remove(queue)
+        self.emit(QmpEvent("STOP", {}, STOPPED_AT))
+        self.emit(QmpEvent("MIGRATION", {"status": "completed"}))
 
 
 def save_to(tmp_path: Path, rounds: int, **options: Any) -> tuple[MemorySave, MigratingQmp]:

@@ -50,7 +50,27 @@ class FakeRunner:
         return self.proc
 
 
-class FakeQmp:
+class Listeners:
+    """Event queues handed out like ``QmpSession.listen``; :meth:`emit` feeds them all."""
+
+    def __init__(self) -> None:
+        self.queues: list[asyncio.Queue[QmpEvent]] = []
+
+    def emit(self, event: QmpEvent) -> None:
+        for queue in self.queues:
+            queue.put_nowait(event)
+
+    @contextlib.contextmanager
+    def listen(self, *names: str) -> Iterator[asyncio.Queue[QmpEvent]]:
+        queue: asyncio.Queue[QmpEvent] = asyncio.Queue()
+        self.queues.append(queue)
+        try:
+            yield queue
+        finally:
+            self.queues.remove(queue)
+
+
+class FakeQmp(Listeners):
     """Answers like QEMU 7.2 for the commands the worker sends; quitting ends the process."""
 
     def __init__(
@@ -62,7 +82,7 @@ class FakeQmp:
         self.commands: list[str] = []
         self.status = "prelaunch"
         self._events: asyncio.Queue[QmpEvent] = asyncio.Queue()
-        self._listeners: list[asyncio.Queue[QmpEvent]] = []
+        super().__init__()
 
     def _shutdown(self, reason: str) -> None:
         self._events.put_nowait(
@@ -87,8 +107,7 @@ class FakeQmp:
             self.status = "shutdown"  # what QEMU 7.2 reports after a bad stream
         elif cmd == "migrate-incoming":
             self.status = "paused"
-            for queue in self._listeners:
-                queue.put_nowait(QmpEvent("MIGRATION", {"status": "completed"}))
+            self.emit(QmpEvent("MIGRATION", {"status": "completed"}))
         elif cmd == "query-migrate":
             return {"status": "completed"}
         return {}
@@ -99,15 +118,6 @@ class FakeQmp:
     async def events(self) -> AsyncIterator[QmpEvent]:
         while True:
             yield await self._events.get()
-
-    @contextlib.contextmanager
-    def listen(self, *names: str) -> Iterator[asyncio.Queue[QmpEvent]]:
-        queue: asyncio.Queue[QmpEvent] = asyncio.Queue()
-        self._listeners.append(queue)
-        try:
-            yield queue
-        finally:
-            self._listeners.remove(queue)
 
     async def close(self) -> None:
         pass
