@@ -170,6 +170,8 @@ async def interleaved(home: Path, fill_mib: int, hugepages: bool, rounds: int) -
                     await second(n)
     finally:
         await asyncio.to_thread(ours.close)
+    for key, values in times.items():
+        print(f"  {key}: " + " ".join(f"{v * 1000:.1f}" for v in values) + " ms")
     return {key: statistics.median(values) for key, values in times.items()}
 
 

@@ -204,9 +204,10 @@ class CheckpointOps:
         self._holding = False
 
     async def _resume_held(self, qmp: Qmp) -> None:
-        """``cont`` the QEMU stopped for the spare, unless it is gone or the VM paused."""
+        """``cont`` the QEMU stopped for the spare, unless it is gone, the VM paused, or a
+        newer spare holds it."""
         async with self._busy:
-            if self.w.qmp is qmp and self.w.status.state == VmState.RUNNING:
+            if self.w.qmp is qmp and self.w.status.state == VmState.RUNNING and not self._holding:
                 with contextlib.suppress(QmpError):
                     await qmp.execute("cont")
 

@@ -214,3 +214,21 @@ def test_a_vm_turned_off_with_a_spare_leaves_no_spare_socket(paths: HomePaths) -
         assert not run.exists() or not list(run.glob(f"{SPARE_PREFIX}*"))
 
     asyncio.run(go())
+
+
+def test_a_spare_replaced_by_another_keeps_the_guest_stopped(paths: HomePaths) -> None:
+    """A caller that prepares again (a retry) gets a new spare; the guest stays stopped for it."""
+
+    async def go() -> None:
+        b = await boot(paths)
+        live = b.runner.proc
+        ops = CheckpointOps(b.worker)
+        await ops.checkpoint_apply_prepare({"apply_id": "a1"})
+        await ops.checkpoint_apply_prepare({"apply_id": "a2"})
+        await asyncio.sleep(0.05)  # a resume of the first spare's hold would have come by now
+        assert b.qmp.status == "paused"
+        b.runner.proc = live  # the fake QMP ends the runner's last QEMU at turn_off
+        await b.ops.turn_off({})
+        await b.task
+
+    asyncio.run(go())
