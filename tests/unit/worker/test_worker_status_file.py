@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 
 from pyhv.model import VmState, VmStatus
 from pyhv.paths import HomePaths
@@ -60,3 +64,25 @@ def test_stale_run_dir_is_removed(paths: HomePaths) -> None:
     got = current_status(paths, vm_id)
     assert got.reason == "worker died"
     assert not run.exists()
+
+
+def test_only_states_at_rest_are_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off and Saved must survive a power loss; a live state means nothing after a reboot (no
+    worker lives then), and a start or an apply writes several of them."""
+    synced: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "status.json"
+    for state in (VmState.STARTING, VmState.RUNNING, VmState.PAUSED, VmState.STOPPING):
+        write_status(path, VmStatus(state=state))
+    assert not synced
+    for state in (VmState.OFF, VmState.SAVED):
+        write_status(path, VmStatus(state=state))
+        assert len(synced) == 2  # the file and its folder
+        synced.clear()
+    assert json.loads(path.read_bytes())["state"] == VmState.SAVED
