@@ -6,20 +6,22 @@ at the same time, their operations taken in turns, each after a ``sync``,
 and first fill ``--fill-mib`` of guest memory with data (a tmpfs file), so there is memory to
 save. The peer is the worker's own QEMU command line with the root disk converted to qcow2
 and opened by QEMU's qcow2 driver (savevm needs a qcow2 node), serial on stdio. savevm stops
-the guest for the whole save, so its pause is its duration; pyhv's pause is QEMU's last
-round of its live migration into the memory file plus the disk swap (the node's
-``paused_ms``, from QEMU's STOP event to our ``cont``). Apply switches the disks in the
-running worker and loads the memory into a new QEMU, as loadvm keeps the guest stopped
-throughout: both pauses are their durations. The first pyhv checkpoint of a QEMU process
-faults in the guest memory the guest never touched in its first round; the next ones show
-the steady state. QEMU's first savevm is slower than its next ones too: first is compared with
-first, and the ratios against the goals use the medians of ``--rounds`` more checkpoints
-against as many savevms, and of as many applies against loadvms (one sample on a shared
-machine is one scheduler hiccup away from any number). Goals: pause ≤ 0.05 × savevm's,
-total ≤ 1.0 × (create against savevm, apply against loadvm). Asserts nothing.
+the guest for the whole save, so its pause is its duration; pyhv's pause is the stop around
+the disk swap and the start of the background memory save (the node's ``paused_ms``). Apply
+switches the disks in the running worker and loads the memory into a new QEMU, as loadvm keeps
+the guest stopped throughout: both pauses are their durations. Before the first pyhv
+checkpoint of a QEMU process the worker has QEMU map the guest's memory (outside the pause);
+the next ones show the steady state. QEMU's first savevm is slower than its next ones too:
+first is compared with first, and the ratios against the goals use the medians of
+``--rounds`` more checkpoints against as many savevms, and of as many applies against
+loadvms (one sample on a shared machine is one scheduler hiccup away from any number).
+Goals: pause ≤ 0.05 × savevm's, total ≤ 1.0 × (create against savevm, apply against
+loadvm). Asserts nothing.
 
 Both sides run twice: guest RAM on 4 KiB pages, then on 2 MiB huge pages (``memory_hugepages``;
-the bench grows the host's pool for the run and puts it back).
+the bench grows the host's pool for the run and puts it back). QEMU 7.2's background snapshot
+write-protects, copies and releases guest memory one host page at a time (three system calls
+per page), so the page size decides how its total compares with savevm's.
 
     .venv/bin/python bench/checkpoint.py [--fill-mib 128] [--pages 4k|2m|both] [--rounds 5]
 """

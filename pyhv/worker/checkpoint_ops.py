@@ -9,12 +9,12 @@
 With ``freeze`` (a production checkpoint) the guest agent freezes the guest's file systems
 first and thaws them at the end; without a working agent the op fails before anything
 happened. The memory file is handed to QEMU and each disk's child made while the guest
-still runs; then QEMU saves the memory while the guest runs on and stops it for the last
-round (:mod:`.memory_save`; disks only: we stop it), each disk continues in its child
-(:mod:`.checkpoint_disks`) and the guest continues: ``paused_ms`` is that stop. Any failure
-up to there undoes the swap and lets the guest go on as before. Only the memory file's final
-fsync comes after the guest continued; if that fails the checkpoint is disks only and
-``memory_error`` says why.
+still runs; then the guest is stopped, each disk continues in its child
+(:mod:`.checkpoint_disks`), and the memory save starts (:mod:`.memory_save`), which resumes
+a running guest as soon as the devices are saved: ``paused_ms`` is that stop. Any failure
+up to the resume undoes the swap and lets the guest go on as before. A memory save that fails
+later, while the guest already writes into the children, cannot be undone: the checkpoint is
+then disks only and ``memory_error`` says why.
 
 ``merge_running`` ``{"disk": "<controller>:<slot>", "into": "<parent path>"}`` →
 ``{"copied_bytes": int, "total_ms": float}`` folds the differencing disk the VM runs on into
@@ -58,9 +58,9 @@ from pyhv.worker.checkpoint_disks import (
     record_paths,
     swap_in_children,
 )
-from pyhv.worker.memory_save import MemorySave, prepare_memory_save
+from pyhv.worker.memory_save import MemorySave, prepare_memory_save, start_memory_save
 from pyhv.worker.online_merge import MirrorImage, copy_into_target
-from pyhv.worker.qmp import Qmp, query_status
+from pyhv.worker.qmp import Qmp
 from pyhv.worker.states import Action, Event
 
 if TYPE_CHECKING:
@@ -69,8 +69,6 @@ if TYPE_CHECKING:
 #: A spare QEMU waits this long for its apply: the caller only makes a few new differencing
 #: disks and journals them in between; a caller that crashed meanwhile must not leave it.
 SPARE_TIMEOUT_S = 10.0
-#: How often a running VM's disks are flushed while QEMU saves its memory.
-DISK_WRITE_BACK_S = 0.02
 
 
 def parse_swap_args(args: dict[str, Any]) -> tuple[dict[DiskKey, Path], Path | None, bool]:
@@ -214,80 +212,48 @@ class CheckpointOps:
     async def _take(
         self, disks: dict[DiskKey, Path], memory: Path | None, running: bool
     ) -> tuple[float, MemorySave | None]:
-        """The instant the checkpoint stands for: the guest stopped, by QEMU at the end of the
-        memory save or by us for disks only, the disks swapped, the guest continued."""
+        """Stop, swap, start the memory save, resume: the instant the checkpoint stands for."""
         qmp = self.w.qmp
         assert qmp is not None
         swapped: SwappedDisks | None = None
         save: MemorySave | None = None
-        stopped = time.time()
+        stopped = time.monotonic()
         try:
-            swapped, save = await self._prepare(qmp, disks, memory)
-            if save is not None:
-                await self._save_memory(save, list(disks))
-                stopped = save.stopped_at or time.time()
-            elif running:
-                stopped = time.time()
+            swapped, save = await self._prepare(qmp, disks, memory, running)
+            stopped = time.monotonic()
+            if running:
                 await qmp.execute("stop")
             await swap_in_children(swapped)
+            if save is not None:
+                await start_memory_save(save)
         except BaseException:
             if swapped is not None:
                 await swapped.undo()
-            if save is not None:
+            if save is not None and not save.started:
                 await save.abort()
             if running:
-                await self._continue()
+                with contextlib.suppress(QmpError):
+                    await qmp.execute("cont")
             raise
-        if running:
+        if running and save is None:
             await qmp.execute("cont")
-        paused_ms = (time.time() - stopped) * 1000 if running else 0.0
+        paused_ms = (time.monotonic() - stopped) * 1000 if running else 0.0
         record_paths(self.w.config, disks)
         await swapped.commit()
         return paused_ms, save
 
-    async def _save_memory(self, save: MemorySave, disks: list[DiskKey]) -> None:
-        """Run the memory save, flushing the disks while the guest runs: QEMU flushes them
-        again when it stops the guest for the last round, and an fsync inside that pause
-        waits behind the memory file's write-back (10-40 ms here); flushed just before, the
-        storage provider finds them clean and skips it (:meth:`Export.flush`)."""
-        saved = asyncio.Event()
-        flushing = asyncio.create_task(self._flush_until(saved, disks))
-        try:
-            await save.run()
-        finally:
-            saved.set()
-            await flushing
-
-    async def _flush_until(self, saved: asyncio.Event, disks: list[DiskKey]) -> None:
-        """Only saves time: a failed flush is left to the one QEMU sends at the stop."""
-        while not saved.is_set():
-            for key in disks:
-                with contextlib.suppress(PyhvError, OSError):
-                    await self.w.disks.flush(*key)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(saved.wait(), DISK_WRITE_BACK_S)
-
-    async def _continue(self) -> None:
-        """Run a guest again that a failed checkpoint left stopped (QEMU resumes it by
-        itself when the migration failed)."""
-        qmp = self.w.qmp
-        assert qmp is not None
-        with contextlib.suppress(QmpError):
-            if await query_status(qmp) != "running":
-                await qmp.execute("cont")
-
     async def _prepare(
-        self, qmp: Qmp, disks: dict[DiskKey, Path], memory: Path | None
+        self, qmp: Qmp, disks: dict[DiskKey, Path], memory: Path | None, running: bool
     ) -> tuple[SwappedDisks, MemorySave | None]:
         """Make the children and set the memory save up side by side, while the guest runs:
-        one waits on the disk, the other on QEMU. When either fails, what the other did is
-        undone too.
+        one waits on the disk, the other on QEMU (each about 20 ms here). When either fails,
+        what the other did is undone too.
         """
         children = make_children(self.w.disks, disks)
         if memory is None:
             return await children, None
         made, prepared = await asyncio.gather(
-            children, prepare_memory_save(qmp, memory), return_exceptions=True
+            children, prepare_memory_save(qmp, memory, background=running), return_exceptions=True
         )
         if isinstance(made, BaseException) or isinstance(prepared, BaseException):
             if isinstance(made, SwappedDisks):

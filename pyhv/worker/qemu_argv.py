@@ -24,7 +24,7 @@ GUEST_AGENT_PORT = "org.qemu.guest_agent.0"
 DVD_DEVICE_ID = "dvd0"
 _CPU_MODEL = {"tcg": "max", "kvm": "host"}
 # The guest's RAM. Not preallocated at start (that would add ~0.35 s to every start of a
-# 512 MiB guest here); the first checkpoint's migration faults in what the guest never touched.
+# 512 MiB guest here); a checkpoint populates it at run time (pyhv.worker.memory_save).
 MEMORY_BACKEND_ID = "mem"
 # QEMU names the memfd after the backend type: /proc/<pid>/fd shows "/memfd:<this> (deleted)".
 MEMFD_NAME = "memory-backend-memfd"
