@@ -29,14 +29,10 @@ CONNECT_PROBE_S = 0.003
 class QmpEvent:
     name: str
     data: dict[str, Any]
-    #: When QEMU emitted it, on the host's wall clock (``time.time()``); 0 when unknown.
-    at: float = 0.0
 
 
 def _event(msg: Any) -> QmpEvent:
-    stamp = msg.get("timestamp") or {}
-    at = int(stamp.get("seconds", 0)) + int(stamp.get("microseconds", 0)) / 1e6
-    return QmpEvent(str(msg["event"]), cast(dict[str, Any], msg.get("data", {})), at)
+    return QmpEvent(str(msg["event"]), cast(dict[str, Any], msg.get("data", {})))
 
 
 class EventQueue(Protocol):
