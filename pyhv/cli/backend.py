@@ -43,7 +43,6 @@ TOKEN_ENV = "PYHV_TOKEN"
 CA_ENV = "PYHV_CA"
 SOCKET_HELP = "pyhvd's unix socket (default: $PYHV_SOCKET, else PYHV_HOME/run/pyhvd.sock)."
 JOB_TIMEOUT_S = 3600.0
-EXEC_SLACK_S = 30.0
 
 _VERB = {
     Power.START: "starting",

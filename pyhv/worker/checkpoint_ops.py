@@ -89,7 +89,7 @@ class CheckpointOps:
         self._spare: Spare | None = None
         self._spare_expiry: asyncio.TimerHandle | None = None
         self._holding = False  # the guest was stopped for the spare: to resume if unused
-        self._resuming: asyncio.Future[None] | None = None
+        self._resuming: asyncio.Future[None] | None = None  # held so it is not collected
 
     def handlers(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pyhv.errors import PyhvError
+from pyhv.pids import pid_exists
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class _Forked:
                 return None
             if message:
                 self._code = int(json.loads(message)["exit"])
-            elif not _exists(self.pid):
+            elif not pid_exists(self.pid):
                 self._code = 1  # the fork server died, and with it the exit code
         return self._code
 
@@ -117,16 +118,6 @@ class _Forked:
 
     def release(self) -> None:
         self._channel.close()
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        pass
-    return True
 
 
 class ForkServer:

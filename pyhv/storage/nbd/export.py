@@ -7,9 +7,9 @@ All of this runs on the event loop thread.
 
 A FLUSH with no write completed since the last flush does nothing (QEMU's block layer does
 the same with its write generations): QEMU flushes every disk when it stops a guest, and a
-checkpoint flushes the disks just before, so that flush finds them clean instead of paying
-an fsync, which waits behind whatever else the host is writing (tens of ms inside the
-checkpoint's pause here).
+checkpoint then flushes each one again before it swaps it (:meth:`NbdServer.flush`); the
+second finds it clean instead of paying an fsync, which waits behind whatever else the host
+is writing (up to tens of ms inside the checkpoint's pause here).
 """
 
 from __future__ import annotations

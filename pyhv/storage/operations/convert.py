@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from pyhv.errors import ConflictError, UsageError
+from pyhv.pids import pid_exists
 from pyhv.storage import create_image, format_for_name, open_image
 from pyhv.storage.image import CreateSpec, DiskImage, DiskType, ExtentState, ImageFormat
 from pyhv.storage.operations.files import fsync_dir, publish, remove_quietly
@@ -96,15 +97,5 @@ def remove_stale_partials(dst: Path) -> None:
         if not (name.startswith(prefix) and name.endswith(suffix)):
             continue
         pid = name[len(prefix) : -len(suffix)]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_exists(int(pid)):
             remove_quietly(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        pass
-    return True
