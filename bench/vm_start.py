@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from pyhv.guestkit import READY_LINE, KitPaths, build_kit
+from pyhv.host.hugepages import large_pages
 from pyhv.inventory import Inventory
 from pyhv.model import DiskAttachment, KernelBoot, ScsiController, VmConfig, make_vm_config
 from pyhv.paths import HomePaths, RuntimeLayout
@@ -40,10 +41,16 @@ TIMEOUT_S = 180
 def plain_argv(config: VmConfig, run_dir: Path, efi_vars: Path, driver: str = "vhdx") -> list[str]:
     """The worker's argv with the NBD node of the first disk replaced by QEMU's own ``driver``
     on that disk's file (same node name, so the throttle node above it stays) and the console
-    on stdout."""
+    on stdout; its RAM on the pages the worker would choose now."""
     wiring = DiskWiring(0, 0, export_name(0, 0))
+    large = large_pages(config.name, config.memory_startup_mib, config.memory_hugepages)
     argv = build_qemu_argv(
-        config, RuntimeLayout(run_dir), "tcg", firmware_for(1, efi_vars), disks=[wiring]
+        config,
+        RuntimeLayout(run_dir),
+        "tcg",
+        firmware_for(1, efi_vars),
+        disks=[wiring],
+        large_pages=large,
     )
     disk = config.disks()[0][1].path
     out: list[str] = []
@@ -91,12 +98,11 @@ def time_pyhv(env: dict[str, str], paths: HomePaths, config: VmConfig) -> tuple[
     return elapsed, memory.rss, memory.uss
 
 
-def make_vm(paths: HomePaths, kit: KitPaths, disk: Path, hugepages: bool = False) -> VmConfig:
+def make_vm(paths: HomePaths, kit: KitPaths, disk: Path) -> VmConfig:
     config = make_vm_config(
         name="bench",
         processor_count=1,
         memory_startup_mib=512,
-        memory_hugepages=hugepages,
         kernel=KernelBoot(kernel=kit.kernel, initrd=kit.initrd, cmdline=kit.cmdline),
         scsi_controllers=[ScsiController(disks=[DiskAttachment(slot=0, path=disk)])],
     )

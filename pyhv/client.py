@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from pyhv.errors import ApiError
+from pyhv.errors import ApiError, NotFoundError, UsageError
 from pyhv.http_lite import ConnectFailed, HttpTransport, Response
 from pyhv.paths import HomePaths
 from pyhv.service import default_socket
@@ -192,11 +192,11 @@ class PyhvClient:
         """``vm`` is an id or a name."""
         from pyhv.service.schemas import VmView
 
-        return self._get(f"/vms/{vm}", VmView)
+        return self._get(_vm_url(vm), VmView)
 
     def vm_state(self, vm: str) -> VmStateLine:
         """The VM's state as one line shows it, read without building the VM's models."""
-        status = self._json("GET", f"/vms/{vm}")["status"]
+        status = self._json("GET", _vm_url(vm))["status"]
         return VmStateLine(str(status["state"]), bool(status.get("critical")), status.get("reason"))
 
     def create_vm(self, config: VmConfig, policy: ProcessorPolicy | None = None) -> VmView:
@@ -213,12 +213,10 @@ class PyhvClient:
         from pyhv.service.schemas import VmView
 
         content = patch.model_dump_json(exclude_none=True)
-        return VmView.model_validate_json(
-            self._request("PATCH", f"/vms/{vm}", content=content).body
-        )
+        return VmView.model_validate_json(self._request("PATCH", _vm_url(vm), content=content).body)
 
     def remove_vm(self, vm: str) -> None:
-        self._request("DELETE", f"/vms/{vm}")
+        self._request("DELETE", _vm_url(vm))
 
     # -- power: each returns the job; wait_job follows it -------------------------------------
 
@@ -256,7 +254,7 @@ class PyhvClient:
         """:meth:`power` without the job's model: the job as pyhvd sent it (JSON)."""
         given = {"ready_timeout_s": ready_timeout_s, "shutdown_timeout_s": shutdown_timeout_s}
         params = {k: v for k, v in given.items() if v is not None}
-        job: dict[str, Any] = self._json("POST", f"/vms/{vm}/{op}", params=params)
+        job: dict[str, Any] = self._json("POST", f"{_vm_url(vm)}/{op}", params=params)
         return job
 
     def start(self, vm: str, *, wait: bool = False, ready_timeout_s: float | None = None) -> Job:
@@ -283,10 +281,10 @@ class PyhvClient:
     def stats(self, vm: str) -> VmSample:
         from pyhv.service.schemas import VmSample
 
-        return self._get(f"/vms/{vm}/stats", VmSample)
+        return self._get(f"{_vm_url(vm)}/stats", VmSample)
 
     def console_log(self, vm: str) -> bytes:
-        return self._request("GET", f"/vms/{vm}/console/log").body
+        return self._request("GET", f"{_vm_url(vm)}/console/log").body
 
     @contextlib.contextmanager
     def console(self, vm: str) -> Iterator[ClientConnection]:
@@ -296,7 +294,7 @@ class PyhvClient:
         """
         from websockets.exceptions import ConnectionClosed
 
-        with self._websocket(f"/vms/{quote(vm, safe='')}/console") as conn:
+        with self._websocket(f"{_vm_url(vm)}/console") as conn:
             try:
                 first = json.loads(conn.recv(timeout=self._timeout))
             except (ConnectionClosed, TimeoutError, ValueError) as err:
@@ -346,7 +344,7 @@ class PyhvClient:
 
         body = ExecRequest(argv=argv, stdin=stdin, timeout_s=timeout_s)
         response = self._request(
-            "POST", f"/vms/{vm}/exec", content=body.model_dump_json(), timeout=timeout_s + 30
+            "POST", f"{_vm_url(vm)}/exec", content=body.model_dump_json(), timeout=timeout_s + 30
         )
         return ExecOutput.model_validate_json(response.body)
 
@@ -356,20 +354,20 @@ class PyhvClient:
         """The VM's disks (image headers; I/O counters while it runs) and DVD drive."""
         from pyhv.service.schemas import VmDisks
 
-        return self._get(f"/vms/{vm}/disks", VmDisks)
+        return self._get(f"{_vm_url(vm)}/disks", VmDisks)
 
     def add_disk(self, vm: str, disk: DiskAdd) -> DiskSlot:
         """Add-VMHardDiskDrive; the answer says which slot the disk took."""
         from pyhv.service.schemas import DiskSlot
 
-        response = self._request("POST", f"/vms/{vm}/disks", content=disk.model_dump_json())
+        response = self._request("POST", f"{_vm_url(vm)}/disks", content=disk.model_dump_json())
         return DiskSlot.model_validate_json(response.body)
 
     def remove_disk(self, vm: str, controller: int, slot: int) -> DiskSlot:
         """Remove-VMHardDiskDrive (the file stays); the answer is the disk removed."""
         from pyhv.service.schemas import DiskSlot
 
-        response = self._request("DELETE", f"/vms/{vm}/disks/{controller}/{slot}")
+        response = self._request("DELETE", f"{_vm_url(vm)}/disks/{controller}/{slot}")
         return DiskSlot.model_validate_json(response.body)
 
     def set_disk_qos(self, vm: str, controller: int, slot: int, qos: DiskQos) -> DiskSlot:
@@ -377,7 +375,9 @@ class PyhvClient:
         from pyhv.service.schemas import DiskSlot
 
         content = qos.model_dump_json(exclude_none=True)
-        response = self._request("PATCH", f"/vms/{vm}/disks/{controller}/{slot}", content=content)
+        response = self._request(
+            "PATCH", f"{_vm_url(vm)}/disks/{controller}/{slot}", content=content
+        )
         return DiskSlot.model_validate_json(response.body)
 
     def insert_dvd(self, vm: str, iso: str | Path) -> DvdDrive:
@@ -386,13 +386,13 @@ class PyhvClient:
 
         body = DvdInsert(path=str(iso)).model_dump_json()
         return DvdDrive.model_validate_json(
-            self._request("PUT", f"/vms/{vm}/dvd", content=body).body
+            self._request("PUT", f"{_vm_url(vm)}/dvd", content=body).body
         )
 
     def eject_dvd(self, vm: str) -> DvdDrive:
         from pyhv.model import DvdDrive
 
-        return DvdDrive.model_validate_json(self._request("DELETE", f"/vms/{vm}/dvd").body)
+        return DvdDrive.model_validate_json(self._request("DELETE", f"{_vm_url(vm)}/dvd").body)
 
     # -- export and import ------------------------------------------------------------------
 
@@ -401,7 +401,7 @@ class PyhvClient:
         from pyhv.service.schemas import ExportRequest
 
         body = ExportRequest(path=str(path)).model_dump_json()
-        return self._job("POST", f"/vms/{vm}/export", wait, content=body)
+        return self._job("POST", f"{_vm_url(vm)}/export", wait, content=body)
 
     def compare_vm(self, path: str | Path, mode: ImportMode | None = None) -> CompatibilityReport:
         """Compare-VM: what keeps the export at ``path`` from importing here (``mode``:
@@ -427,7 +427,7 @@ class PyhvClient:
         """The VM's checkpoint tree; ``current`` is the checkpoint "Now" hangs from."""
         from pyhv.checkpoints import CheckpointTree
 
-        return self._get(f"/vms/{vm}/checkpoints", CheckpointTree)
+        return self._get(f"{_vm_url(vm)}/checkpoints", CheckpointTree)
 
     def checkpoint(self, vm: str, name: str) -> Checkpoint:
         from pyhv.checkpoints import Checkpoint
@@ -448,7 +448,7 @@ class PyhvClient:
         from pyhv.service.schemas import CheckpointCreate, CheckpointJob
 
         body = CheckpointCreate(name=name, type=kind or CheckpointType.STANDARD).model_dump_json()
-        response = self._request("POST", f"/vms/{vm}/checkpoints", content=body)
+        response = self._request("POST", f"{_vm_url(vm)}/checkpoints", content=body)
         job = CheckpointJob.model_validate_json(response.body)
         if not wait:
             return job
@@ -603,8 +603,22 @@ class VmStateLine:
         return f"{self.state}-Critical" if self.critical else self.state
 
 
+def _vm_url(vm: str) -> str:
+    """The VM's path in the API, its name or id quoted: a name may hold any character but
+    '/', and one like ``a?b`` or ``%41`` sent as it is would name another VM ('a', 'A').
+
+    :raises UsageError: for an empty name, which would name the VM list instead.
+    :raises NotFoundError: for a name with '/', which no VM has (pyhvd would find no route).
+    """
+    if not vm:
+        raise UsageError("VM name must not be empty")
+    if "/" in vm:
+        raise NotFoundError(f"no VM named {vm!r}: VM names have no '/'")
+    return f"/vms/{quote(vm, safe='')}"
+
+
 def _checkpoint_url(vm: str, name: str) -> str:
-    return f"/vms/{vm}/checkpoints/{quote(name, safe='')}"
+    return f"{_vm_url(vm)}/checkpoints/{quote(name, safe='')}"
 
 
 def start_command(socket_path: Path) -> str:

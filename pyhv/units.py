@@ -30,6 +30,24 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def parse_mib(text: str, what: str) -> int:
+    """A size that must be whole MiB (startup memory), in MiB.
+
+    Refused rather than rounded down: ``--memory 512`` (bytes, where ``qm`` and ``virsh`` read
+    MiB) would otherwise become 0 MiB, and the error would name a value nobody typed.
+
+    :raises UsageError: when the text is not a size, or not a whole number of MiB.
+    """
+    size = parse_size(text)
+    if size % MiB == 0:
+        return size // MiB
+    if text.strip().isdigit():
+        raise UsageError(
+            f"{what} {text} is bytes, not a whole number of MiB: give a unit, e.g. 512M or 2G"
+        )
+    raise UsageError(f"{what} {text} is not a whole number of MiB")
+
+
 def format_size(n: int) -> str:
     """Shortest exact binary form when there is one (``10G``), else a rounded one (``1.5 GiB``)."""
     for suffix, unit in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):

@@ -157,7 +157,10 @@ class Backend:
             TextColumn("{task.percentage:>3.0f} %"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=self._out, transient=True) as progress:
+        # Off a terminal there is no bar to show, and rich would leave an empty line on stderr
+        # before the one-line error or result a script reads.
+        quiet = not self._out.is_terminal
+        with Progress(*columns, console=self._out, transient=True, disable=quiet) as progress:
             task = progress.add_task(label, total=100, completed=progress_now)
             self.client.follow_job(
                 job_id, JOB_TIMEOUT_S, lambda j: progress.update(task, completed=j["progress"])

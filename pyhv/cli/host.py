@@ -43,8 +43,7 @@ def info(
 
 @app.command("stop-vms")
 def stop_vms(socket: Path | None = SOCKET) -> None:
-    """Before shutting the host down: each running VM's automatic stop action (save, shut
-    down or turn off)."""
+    """Before a host shutdown: each running VM's automatic stop action (save, shut down, …)."""
     backend = connect(socket)
     backend.follow(backend.client.stop_all_vms(), "host: stopping VMs")
     Console().print("every VM is at rest")
@@ -76,16 +75,19 @@ def _probe(result: ProbeResult | None) -> tuple[str, bool | None]:
 
 
 def hugepages_text(pool: HugePagesReport) -> str:
-    """Leads with what a ``--hugepages`` VM may still get, the number its start is checked
-    against; an empty pool says how to fill it."""
-    if pool.total == 0:
+    """Leads with how much guest RAM may still go on 2 MiB pages, the number each start is
+    checked against; none says how to have some."""
+    if pool.headroom <= 0:
         return (
-            "none in the pool: VMs with --hugepages cannot start "
-            "(sysctl vm.nr_hugepages=N, N ≥ their memory / 2 MiB)"
+            "none to give: guest RAM goes on 4 KiB pages and VMs with --hugepages cannot "
+            "start (sysctl vm.nr_overcommit_hugepages=N or vm.nr_hugepages=N, "
+            "N ≥ their memory / 2 MiB)"
         )
     return (
-        f"{describe_mib(pool.available_mib)} available for VMs with --hugepages "
-        f"({pool.available} of {pool.total} pages; {pool.free} free, {pool.reserved} reserved)"
+        f"{describe_mib(pool.headroom_mib)} of guest RAM may go on them "
+        f"({pool.available} of {pool.total} pool pages available, {pool.free} free, "
+        f"{pool.reserved} reserved; {max(0, pool.overcommit - pool.surplus)} more by "
+        f"overcommit, {pool.surplus} of {pool.overcommit} in use)"
     )
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pyhv.cli import vm_disk, vm_power, vm_settings, vm_transfer
 from pyhv.cli.backend import add_socket_option, backend_of
+from pyhv.errors import UsageError
 from pyhv.service.operations import Power
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,7 +32,10 @@ def new(
     cpus: int = typer.Option(1, "--cpus", help="Virtual processors."),
     memory: str = typer.Option("512M", "--memory", help="Startup memory, e.g. 512M or 2G."),
     hugepages: bool = typer.Option(
-        False, "--hugepages", help="Back the memory with the host's 2 MiB huge pages."
+        False,
+        "--hugepages",
+        help="Require 2 MiB pages for the memory: refuse to start without them (by default "
+        "it is on them while the host can hand them out, else on 4 KiB pages).",
     ),
     generation: int = typer.Option(1, "--generation", help="1 (BIOS) or 2 (UEFI)."),
     kernel: Path | None = typer.Option(None, "--kernel", help="Linux kernel for direct boot."),
@@ -40,8 +45,10 @@ def new(
 ) -> None:
     """Create a VM (New-VM). Disks given with --disk go on SCSI controller 0, slots 0, 1, …"""
     from pyhv.model import DiskAttachment, KernelBoot, ScsiController, make_vm_config
-    from pyhv.units import MiB, parse_size
+    from pyhv.units import parse_mib
 
+    if kernel is None and (initrd is not None or cmdline):
+        raise UsageError("--initrd and --cmdline are for direct boot: give --kernel too")
     boot = None
     if kernel is not None:
         boot = KernelBoot(
@@ -51,14 +58,14 @@ def new(
     config = make_vm_config(
         name=name,
         processor_count=cpus,
-        memory_startup_mib=parse_size(memory) // MiB,
+        memory_startup_mib=parse_mib(memory, "--memory"),
         memory_hugepages=hugepages,
         generation=generation,
         kernel=boot,
         scsi_controllers=[ScsiController(disks=disks)],
     )
     view = backend_of(ctx).create(config)
-    Console().print(f"created VM '{view.config.name}' ({view.config.id})")
+    Console().print(f"created VM '{escape(view.config.name)}' ({view.config.id})")
 
 
 @app.command("list")
@@ -161,7 +168,7 @@ def exec_(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds the command may run."),
 ) -> None:
     """Run a command in the guest through its guest agent (Invoke-Command -VMName)."""
-    result = backend_of(ctx).exec(name, command, timeout_s=timeout)
+    result = backend_of(ctx).exec(name, command, timeout_s=vm_power.check_timeout(timeout))
     sys.stdout.write(result.stdout)
     sys.stdout.flush()
     sys.stderr.write(result.stderr)
@@ -170,10 +177,33 @@ def exec_(
 
 
 @app.command("remove")
-def remove(ctx: typer.Context, name: str) -> None:
-    """Remove a VM that is not running; its disks stay (Remove-VM)."""
-    config = backend_of(ctx).remove(name)
-    Console().print(f"removed VM '{config.name}'; its disks were kept")
+def remove(
+    ctx: typer.Context,
+    name: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Discard a Saved VM's state, no prompt."),
+) -> None:
+    """Remove a VM that is not running; its disks stay (Remove-VM). A Saved VM's memory state
+    goes with it: asks first."""
+    from pyhv.model import VmState
+
+    backend = backend_of(ctx)
+    view = backend.client.get_vm(name)
+    if view.status.state == VmState.SAVED and not yes:
+        _confirm_discarding_saved_state(view.config.name)
+    config = backend.remove(view.config.id)  # the VM asked about, even if renamed meanwhile
+    Console().print(f"removed VM '{escape(config.name)}'; its disks were kept")
+
+
+def _confirm_discarding_saved_state(name: str) -> None:
+    """As Remove-VM confirms: the saved memory holds what the guest had not written to disk.
+
+    :raises UsageError: off a terminal, where nobody can answer.
+    """
+    what = f"VM '{name}' is Saved: removing it discards its saved memory state"
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}; pass --yes, or start it and shut it down first")
+    if not typer.confirm(f"{what}. Remove it?", default=False, err=True):
+        raise typer.Exit(1)
 
 
 # Set-VM, Export-VM, Compare-VM, Import-VM: in modules of their own.

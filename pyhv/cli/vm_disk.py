@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from pyhv.cli.backend import backend_of
 from pyhv.errors import UsageError
+from pyhv.model.limits import MAX_QOS_LIMIT
 from pyhv.units import format_size, parse_size
 
 if TYPE_CHECKING:
@@ -30,12 +32,18 @@ MAX_BW_HELP = "Maximum bytes per second, e.g. 50M (0: no limit)."
 
 
 def _bandwidth(text: str | None) -> int | None:
-    return None if text is None else parse_size(text)
+    value = None if text is None else parse_size(text)
+    if value is not None and value > MAX_QOS_LIMIT:
+        raise UsageError(f"--max-bandwidth {text}: at most {MAX_QOS_LIMIT} bytes a second")
+    return value
 
 
 def _iops(value: int | None) -> int | None:
+    """Checked here, as pyhvd checks it: the request's model would fail with a traceback."""
     if value is not None and value < 0:
         raise UsageError(f"--max-iops {value}: give a positive number, or 0 for no limit")
+    if value is not None and value > MAX_QOS_LIMIT:
+        raise UsageError(f"--max-iops {value}: at most {MAX_QOS_LIMIT}")
     return value
 
 
@@ -63,7 +71,8 @@ def add(
     )
     added = backend_of(ctx).add_disk(name, request)
     Console().print(
-        f"attached {path} to VM '{name}' at SCSI {added.controller}:{added.slot}", highlight=False
+        escape(f"attached {path} to VM '{name}' at SCSI {added.controller}:{added.slot}"),
+        highlight=False,
     )
 
 
@@ -76,7 +85,9 @@ def remove(
 ) -> None:
     """Detach a disk (the file stays); a running VM sees it disappear (hot-remove)."""
     removed = backend_of(ctx).remove_disk(name, controller, slot)
-    Console().print(f"removed {removed.disk.path} from VM '{name}' (SCSI {controller}:{slot})")
+    Console().print(
+        escape(f"removed {removed.disk.path} from VM '{name}' (SCSI {controller}:{slot})")
+    )
 
 
 @disk_app.command("set-qos")
@@ -91,9 +102,15 @@ def set_qos(
     """Change a disk's Storage QoS limits; live on a running VM. Unnamed limits stay."""
     from pyhv.service.schemas import DiskQos
 
+    if max_iops is None and max_bandwidth is None:
+        # Else it would print "set" having changed nothing.
+        raise UsageError(
+            f"nothing to change for SCSI {controller}:{slot} of VM '{name}': "
+            "give --max-iops or --max-bandwidth (0 lifts a limit)"
+        )
     qos = DiskQos(max_iops=_iops(max_iops), max_bytes_per_sec=_bandwidth(max_bandwidth))
     backend_of(ctx).set_disk_qos(name, controller, slot, qos)
-    Console().print(f"QoS of SCSI {controller}:{slot} of VM '{name}' set")
+    Console().print(escape(f"QoS of SCSI {controller}:{slot} of VM '{name}' set"))
 
 
 @disk_app.command("list")
@@ -114,11 +131,13 @@ def list_disks(
 def disk_table(disks: VmDisks) -> Table:
     table = Table("SCSI", Column("Path", overflow="fold"), "Type", "Size", "Access", "QoS", "I/O")
     for r in disks.disks:
-        table.add_row(*row_cells(r))
+        table.add_row(*map(escape, row_cells(r)))  # paths and errors are text, not markup
     if disks.dvd is not None:
         drive = disks.dvd
         medium = str(drive.path) if drive.path else "(empty)"
-        table.add_row(f"{drive.controller}:{drive.slot}", medium, "DVD", "", "read-only", "", "")
+        table.add_row(
+            f"{drive.controller}:{drive.slot}", escape(medium), "DVD", "", "read-only", "", ""
+        )
     return table
 
 
@@ -166,11 +185,11 @@ def row_json(r: DiskRow) -> dict[str, Any]:
 def dvd_set(ctx: typer.Context, name: str, iso: Path) -> None:
     """Insert an ISO image into the VM's DVD drive (adding a drive at SCSI 0:255 if none)."""
     backend_of(ctx).set_dvd(name, iso.resolve())
-    Console().print(f"inserted {iso} into the DVD drive of VM '{name}'", highlight=False)
+    Console().print(escape(f"inserted {iso} into the DVD drive of VM '{name}'"), highlight=False)
 
 
 @dvd_app.command("eject")
 def dvd_eject(ctx: typer.Context, name: str) -> None:
     """Eject the medium from the VM's DVD drive."""
     backend_of(ctx).set_dvd(name, None)
-    Console().print(f"ejected the DVD of VM '{name}'")
+    Console().print(escape(f"ejected the DVD of VM '{name}'"))

@@ -15,22 +15,39 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from pyhv.cli.backend import Backend, connect
 from pyhv.client import VmStateLine
+from pyhv.errors import UsageError
 from pyhv.service.operations import Power
 
 START_TIMEOUT_S = 120.0  # seconds to wait for the ready line
 STOP_TIMEOUT_S = 60.0  # the guest's time to shut down before it is turned off
+MAX_TIMEOUT_S = 3600.0  # the most pyhvd's API takes for any of its timeouts
+
+
+def check_timeout(seconds: float) -> float:
+    """``--timeout`` as pyhvd takes it, refused here under its own name: pyhvd would name its
+    query parameter (``query.shutdown_timeout_s``), and an exec request's model would fail in
+    the client with a traceback.
+
+    :raises UsageError: for 0 or less, more than an hour, or NaN.
+    """
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise UsageError(
+            f"--timeout {seconds:g}: give seconds, more than 0 and at most {MAX_TIMEOUT_S:g}"
+        )
+    return seconds
 
 
 def print_state(name: str, status: VmStateLine) -> None:
     reason = f" ({status.reason})" if status.reason else ""
-    Console().print(f"VM '{name}' is {status.display_state}{reason}")
+    Console().print(escape(f"VM '{name}' is {status.display_state}{reason}"))
 
 
 def start(backend: Backend, name: str, *, wait_ready: bool, timeout: float) -> None:
-    ready_timeout_s = timeout if wait_ready else None
+    ready_timeout_s = check_timeout(timeout) if wait_ready else None
     print_state(name, backend.power(name, Power.START, ready_timeout_s=ready_timeout_s))
 
 
@@ -41,7 +58,7 @@ def stop(backend: Backend, name: str, *, turn_off: bool, save: bool, timeout: fl
     elif turn_off:
         status = backend.power(name, Power.TURN_OFF)
     else:
-        status = backend.power(name, Power.STOP, shutdown_timeout_s=timeout)
+        status = backend.power(name, Power.STOP, shutdown_timeout_s=check_timeout(timeout))
     print_state(name, status)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pyhv.model import DiskStats, VmState
@@ -56,12 +57,12 @@ def vm_table(rows: list[tuple[VmSummary, VmSample | None]]) -> Table:
     table = Table("Name", "State", "CPU %", "Memory (MiB)", "Uptime", "Status")
     for vm, sample in rows:
         table.add_row(
-            vm.name,
+            escape(vm.name),  # names, reasons and paths are text, not rich markup
             _state_text(vm.state, vm.critical),
             f"{sample.cpu_percent:.0f}" if sample else "0",
             str(sample.memory_assigned_mib if sample else 0),
             format_uptime(sample.uptime_s) if sample else "00:00:00",
-            vm.reason or "",
+            escape(vm.reason or ""),
         )
     return table
 
@@ -88,28 +89,36 @@ def disk_io(d: DiskStats) -> str:
     return f"{text}; mean latency {', '.join(latency)}" if latency else text
 
 
+def memory_text(view: VmView) -> str:
+    """The startup memory and, while QEMU runs, the page size its RAM is on: by default the
+    host picks it at each start (``pyhv.host.hugepages``)."""
+    pages = {True: ", on 2 MiB pages", False: ", on 4 KiB pages", None: ""}
+    required = " (2 MiB pages required)" if view.config.memory_hugepages else ""
+    return f"{view.config.memory_startup_mib} MiB{pages[view.status.large_pages]}{required}"
+
+
 def print_vm(console: Console, view: VmView, sample: VmSample | None) -> None:
     config, status = view.config, view.status
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
     info.add_column()
-    info.add_row("Name", config.name)
+    info.add_row("Name", escape(config.name))  # names, reasons, paths: text, not markup
     info.add_row("Id", config.id)
-    reason = f" ({status.reason})" if status.reason else ""
+    reason = f" ({escape(status.reason)})" if status.reason else ""
     info.add_row("State", _state_text(status.state, status.critical) + reason)
     info.add_row("Generation", str(config.generation))
     info.add_row("Processors", str(config.processor_count))
-    pages = ", on 2 MiB huge pages" if config.memory_hugepages else ""
-    info.add_row("Startup memory", f"{config.memory_startup_mib} MiB{pages}")
+    info.add_row("Startup memory", memory_text(view))
     if config.kernel is not None:
-        info.add_row("Kernel", f"{config.kernel.kernel} {config.kernel.cmdline}")
+        info.add_row("Kernel", escape(f"{config.kernel.kernel} {config.kernel.cmdline}"))
     for c, disk in config.disks():
         ro = " (read-only)" if disk.read_only else ""
         qos = disk_qos(disk.max_iops, disk.max_bytes_per_sec)
-        info.add_row(f"SCSI {c}:{disk.slot}", f"{disk.path}{ro}" + (f", QoS {qos}" if qos else ""))
+        text = f"{disk.path}{ro}" + (f", QoS {qos}" if qos else "")
+        info.add_row(f"SCSI {c}:{disk.slot}", escape(text))
     if config.dvd is not None:
         medium = config.dvd.path or "(empty)"
-        info.add_row(f"DVD {config.dvd.controller}:{config.dvd.slot}", str(medium))
+        info.add_row(f"DVD {config.dvd.controller}:{config.dvd.slot}", escape(str(medium)))
     if sample is not None:
         info.add_row("CPU", f"{sample.cpu_percent:.0f} %, {sample.cpu_time_s:.1f} s total")
         per = ", ".join(f"{t:.1f}" for t in sample.cpu_time_per_vcpu_s)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pyhv.cli.backend import backend_of
+from pyhv.cli.vm_render import memory_text
 from pyhv.errors import UsageError
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def set_vm(
     hugepages: bool | None = typer.Option(
         None,
         "--hugepages/--no-hugepages",
-        help="Back the memory with the host's 2 MiB huge pages, or not (VM Off).",
+        help="Require 2 MiB pages for the memory, or take them only while the host can "
+        "hand them out (VM Off).",
     ),
     cpu_limit: int | None = typer.Option(
         None, "--cpu-limit", help="Most of its processors' time the VM may use, 1–100 %."
@@ -67,7 +69,7 @@ def set_vm(
     ),
 ) -> None:
     """Change a VM's settings (Set-VM, Set-VMProcessor, Set-VMMemory); prints the result."""
-    from pyhv.units import MiB, parse_size
+    from pyhv.units import parse_mib
 
     client = backend_of(ctx).client
     policy_changes = {
@@ -78,7 +80,7 @@ def set_vm(
     settings = {
         "name": new_name,
         "processor_count": cpus,
-        "memory_startup_mib": None if memory is None else parse_size(memory) // MiB,
+        "memory_startup_mib": None if memory is None else parse_mib(memory, "--memory"),
         "memory_hugepages": hugepages,
         "notes": notes,
         "automatic_start_action": start_action,
@@ -127,7 +129,6 @@ def settings_table(view: VmView) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    pages = ", on 2 MiB huge pages" if config.memory_hugepages else ""
     rows = [
         ("Name", config.name),
         ("State", str(view.status.state)),
@@ -137,7 +138,7 @@ def settings_table(view: VmView) -> Table:
             f"limit {policy.limit_percent} %, reserve {policy.reserve_percent} %, "
             f"weight {policy.weight}",
         ),
-        ("Startup memory", f"{config.memory_startup_mib} MiB{pages}"),
+        ("Startup memory", memory_text(view)),
         ("Automatic start", str(config.automatic_start_action)),
         ("Automatic stop", str(config.automatic_stop_action)),
         ("Notes", config.notes or "-"),

@@ -71,14 +71,20 @@ class VmLimitsReport(BaseModel):
 
 
 class HugePagesReport(BaseModel):
-    """The 2 MiB huge page pool (in pages): whether VMs with ``--hugepages`` fit before one is
-    refused at start. ``available`` is what the next such VM may take: free minus reserved."""
+    """The 2 MiB huge pages the kernel can hand out (in pages): guest RAM goes on them while
+    ``headroom`` holds it, and VMs with ``--hugepages`` are refused at start without.
+    ``available`` is the pool's free minus reserved; surplus pages come past the pool up to
+    ``overcommit``."""
 
     total: int
     free: int
     reserved: int
     available: int
     available_mib: int
+    surplus: int = 0
+    overcommit: int = 0
+    headroom: int = 0
+    headroom_mib: int = 0
 
     @classmethod
     def of(cls, pool: PoolCounts) -> HugePagesReport:
@@ -88,6 +94,10 @@ class HugePagesReport(BaseModel):
             reserved=pool.reserved,
             available=pool.available,
             available_mib=pool.available * HUGEPAGE_MIB,
+            surplus=pool.surplus,
+            overcommit=pool.overcommit,
+            headroom=pool.headroom,
+            headroom_mib=pool.headroom * HUGEPAGE_MIB,
         )
 
 

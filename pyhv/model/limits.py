@@ -20,6 +20,9 @@ MAX_NETWORK_ADAPTERS = 12
 MAX_SCSI_CONTROLLERS = 4
 MAX_SCSI_SLOT = 255
 MAX_NAME_LENGTH = 100
+# QEMU's THROTTLE_VALUE_MAX: a larger Storage QoS limit (IOPS or bytes per second) makes QEMU
+# refuse the VM's throttle group, and so the VM's start.
+MAX_QOS_LIMIT = 10**15
 
 
 def describe_mib(mib: int) -> str:

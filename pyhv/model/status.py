@@ -40,6 +40,7 @@ class VmStatus(BaseModel):
     reason: str | None = None
     worker_pid: int | None = None
     qemu_pid: int | None = None
+    large_pages: bool | None = None  # the running QEMU's RAM is on 2 MiB pages
     since: datetime = Field(default_factory=_now)
 
     @property

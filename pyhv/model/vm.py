@@ -213,9 +213,10 @@ class VmConfig(_Strict):
     generation: Literal[1, 2] = 1
     processor_count: Annotated[int, AfterValidator(_check_processors)] = 1
     memory_startup_mib: Annotated[int, AfterValidator(_check_memory)] = 512
-    # Guest RAM on 2 MiB huge pages from the host's pool (vm.nr_hugepages), as libvirt's
-    # <hugepages/> or Proxmox's "hugepages: 2": reserved when QEMU starts, never swapped, and
-    # 512 times fewer pages for QEMU to write-protect and copy when a checkpoint saves memory.
+    # Guest RAM goes on 2 MiB pages whenever the kernel can hand them out at the start (as
+    # Hyper-V backs it with large pages), else on 4 KiB ones; True makes them a requirement,
+    # as libvirt's <hugepages/> or Proxmox's "hugepages: 2": a start without them is refused.
+    # See pyhv.host.hugepages.
     memory_hugepages: bool = False
     boot_order: list[BootEntry] = Field(default_factory=lambda: ["dvd", "disk"])
     kernel: KernelBoot | None = None

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pyhv.errors import PermissionDenied, UsageError
+from pyhv.errors import NotFoundError, PermissionDenied, UsageError
 from pyhv.model import VmConfig
 
 STORAGE_ROOTS_ENV = "PYHV_STORAGE_ROOTS"
@@ -79,3 +79,24 @@ def confine_config(config: VmConfig, roots: StorageRoots) -> VmConfig:
         if data[port]["path"] is not None:
             data[port]["path"] = roots.confine(data[port]["path"], f"{port} pipe")
     return VmConfig.model_validate(data)
+
+
+def require_files(config: VmConfig) -> None:
+    """Every disk, DVD image, kernel and initrd the configuration names is a file, as New-VM
+    requires of its VHD: a mistyped path would otherwise show only at the first start, and a
+    missing kernel then as QEMU's monitor not answering, 30 s later, naming no file.
+
+    :raises NotFoundError: naming the first path that is missing or no file.
+    """
+    files = [(f"disk {c}:{disk.slot}", disk.path) for c, disk in config.disks()]
+    if config.dvd is not None and config.dvd.path is not None:
+        files.append(("DVD image", config.dvd.path))
+    if config.kernel is not None:
+        files.append(("kernel", config.kernel.kernel))
+        if config.kernel.initrd is not None:
+            files.append(("initrd", config.kernel.initrd))
+    for what, path in files:
+        if not path.exists():
+            raise NotFoundError(f"{what} {path}: no such file")
+        if not path.is_file():
+            raise NotFoundError(f"{what} {path} is not a file")

@@ -21,13 +21,13 @@ import psutil
 from pydantic import TypeAdapter, ValidationError
 
 from pyhv.checkpoints import CheckpointManager
-from pyhv.errors import ConflictError, PyhvError, StateError
+from pyhv.errors import ConfigError, ConflictError, PyhvError, StateError
 from pyhv.guestkit import READY_LINE
 from pyhv.host.resources import HostResources
 from pyhv.inventory import Inventory
-from pyhv.model import AutomaticStartAction, VmState, config_error
+from pyhv.model import AutomaticStartAction, VmConfig, VmState, config_error
 from pyhv.service.commands import CreateVm, ExecInVm, Power, PowerVm, RemoveVm, UpdateVm
-from pyhv.service.confine import StorageRoots, confine_config
+from pyhv.service.confine import StorageRoots, confine_config, require_files
 from pyhv.service.events import EventBus
 from pyhv.service.guards import VmGuards
 from pyhv.service.jobs import Job, JobContext, Jobs, Operation
@@ -61,6 +61,7 @@ from pyhv.service.registry import (
 from pyhv.service.schemas import ExecOutput, VmSample, VmSummary, VmView, summarize
 from pyhv.service.supervisor import Supervisor
 from pyhv.units import MiB
+from pyhv.worker.disk_edit import users_elsewhere
 from pyhv.worker.states import transition
 from pyhv.worker.status_file import current_status
 
@@ -70,8 +71,12 @@ SCAN_INTERVAL_S = 1.0
 SETTLE_TIMEOUT_S = 10.0
 SETTLE_POLL_S = 0.1
 _LISTING = TypeAdapter(list[VmSummary])
-# Changing these needs the VM at rest, as in Hyper-V.
-_OFF_ONLY = ("processor_count", "memory_startup_mib", "memory_hugepages")
+# Changing these needs the VM at rest, as in Hyper-V; named as users know them, not as fields.
+_OFF_ONLY = {
+    "processor_count": "processor count",
+    "memory_startup_mib": "startup memory",
+    "memory_hugepages": "huge pages",
+}
 
 
 def _available_memory_mib() -> int:
@@ -214,8 +219,10 @@ class VmManager:
         """:raises ConflictError: name or id taken. :raises ConfigError: invalid or too big.
         :raises PermissionDenied: a path outside the storage roots."""
         config = confine_config(cmd.config, self.roots)
+        await asyncio.to_thread(require_files, config)
         async with self.guards.inventory:
             _check_name_free(self.registry, config.name, config.id)
+            _check_disks_free(self.registry, config)
             config = await asyncio.to_thread(self.inventory.create, config)
             await asyncio.to_thread(write_policy, self.paths, config.id, cmd.policy)
             entry = self.registry.put(config, cmd.policy)
@@ -456,6 +463,11 @@ def _running(entry: VmEntry) -> bool:
 
 
 def _check_name_free(registry: VmRegistry, name: str, vm_id: str) -> None:
+    """:raises ConfigError: a name of a VM id's form. :raises ConflictError: a name taken."""
+    if _has_id_form(name):
+        # Commands take a name or an id, ids first: such a name would reach the VM with that
+        # id, and `pyhv vm remove NAME` remove the wrong VM.
+        raise ConfigError(f"VM name {name!r} has the form of a VM id: choose another name")
     other = registry.name_taken(name, by_other_than=vm_id)
     if other is not None:
         raise ConflictError(
@@ -463,12 +475,37 @@ def _check_name_free(registry: VmRegistry, name: str, vm_id: str) -> None:
         )
 
 
+def _has_id_form(text: str) -> bool:
+    """Written as VM ids are (a UUID in its canonical form), so a lookup could take it for one."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def _check_disks_free(registry: VmRegistry, config: VmConfig) -> None:
+    """Refuse a new VM whose disk another VM's configuration attaches, as attaching one does
+    (:mod:`pyhv.service.disks`): two VMs writing one disk corrupt it, whether or not the other
+    runs now.
+
+    :raises ConflictError: naming the first such disk and where the other VM has it.
+    """
+    others = [e.config for e in registry.entries()]
+    for _, disk in config.disks():
+        users = users_elsewhere(others, config.id, disk.path)
+        if users:
+            vm, c, s = users[0]
+            raise ConflictError(
+                f"disk {disk.path} is attached to VM '{vm}' (SCSI {c}:{s}); remove it there first"
+            )
+
+
 def _check_off_only(entry: VmEntry, changes: dict[str, object]) -> None:
     if entry.status.state == VmState.OFF:
         return
-    for field in _OFF_ONLY:
+    for field, label in _OFF_ONLY.items():
         if field in changes and changes[field] != getattr(entry.config, field):
             raise StateError(
-                f"cannot change {field.replace('_', ' ')} of VM {entry.config.name!r}: "
+                f"cannot change {label} of VM {entry.config.name!r}: "
                 f"it is {entry.status.state}; turn it off first"
             )

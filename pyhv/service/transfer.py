@@ -17,8 +17,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from pyhv.errors import ConflictError, NotFoundError
-from pyhv.model import VmConfig, parse_vm_config
+from pyhv.model import VmConfig, config_error, parse_vm_config
 from pyhv.paths import SAVED_STATE, SAVED_STATE_INFO, HomePaths
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import CompatibilityReport, ImportMode
@@ -110,24 +112,34 @@ def read_export(folder: Path) -> tuple[VmConfig, ProcessorPolicy]:
     (it was written under a temporary name, and may have been moved or copied since).
 
     :raises NotFoundError: when the folder holds no export.
-    :raises ConfigError: when its vm.json is not valid.
+    :raises ConfigError: when its vm.json or policy.json is not valid.
     """
     config_path = folder / CONFIG_NAME
     try:
         config = parse_vm_config(config_path.read_bytes(), source=str(config_path))
     except FileNotFoundError:
         raise NotFoundError(f"{folder} is not a pyhv export: it has no {CONFIG_NAME}") from None
+    # A file given as the folder, a folder as vm.json: the caller's mistake, not pyhvd's.
+    except NotADirectoryError:
+        raise NotFoundError(f"{folder} is not a pyhv export: it is not a folder") from None
+    except IsADirectoryError:
+        raise NotFoundError(
+            f"{folder} is not a pyhv export: its {CONFIG_NAME} is a folder"
+        ) from None
     data = config.model_dump()
     for controller in data["scsi_controllers"]:
         for disk in controller["disks"]:
             disk["path"] = folder / "disks" / Path(disk["path"]).name
     config = VmConfig.model_validate(data)
     policy_path = folder / POLICY_NAME
-    policy = (
-        ProcessorPolicy.model_validate_json(policy_path.read_bytes())
-        if policy_path.exists()
-        else ProcessorPolicy()
-    )
+    try:
+        policy = (
+            ProcessorPolicy.model_validate_json(policy_path.read_bytes())
+            if policy_path.exists()
+            else ProcessorPolicy()
+        )
+    except ValidationError as e:
+        raise config_error(e, source=str(policy_path)) from None
     return config, policy
 
 

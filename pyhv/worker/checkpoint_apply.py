@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyhv.errors import ConfigError, QmpError
+from pyhv.host.hugepages import large_pages
 from pyhv.paths import RuntimeLayout
 from pyhv.storage import open_image
 from pyhv.worker import qmp as q
@@ -101,19 +102,33 @@ class Spare:
     apply_id: str
     proc: RunningProcess
     ram: int | None  # the worker's fd of the guest RAM it maps, kept until it answers QMP
+    large_pages: bool | None  # fresh RAM on 2 MiB pages; None: the old RAM, pages as they were
     layout: RuntimeLayout
     exit: asyncio.Future[ExitInfo]
     qmp: asyncio.Future[q.Qmp]
 
     @classmethod
-    def started(
-        cls, w: Worker, apply_id: str, proc: RunningProcess, ram: int | None, layout: RuntimeLayout
+    async def start(
+        cls, w: Worker, apply_id: str, layout: RuntimeLayout, firmware: Firmware, ram: int | None
     ) -> Spare:
+        """A QEMU waiting for the memory on ``layout``'s sockets, on ``ram`` (the worker's fd,
+        closed if it cannot start) if given, else on fresh RAM."""
+        large: bool | None = None
+        try:
+            if ram is None:
+                c = w.config
+                large = large_pages(c.name, c.memory_startup_mib, c.memory_hugepages)
+            proc = await _spawn(w, layout, firmware, ram, bool(large))
+        except BaseException:
+            if ram is not None:
+                os.close(ram)
+            raise
         connect = w.env.connect_qmp(str(layout.qmp), w.config.name, QMP_CONNECT_TIMEOUT_S)
         return cls(
             apply_id,
             proc,
             ram,
+            large,
             layout,
             asyncio.ensure_future(proc.wait()),
             asyncio.ensure_future(connect),
@@ -162,15 +177,11 @@ async def prepare_spare(w: Worker, apply_id: str) -> Spare | None:
     except ConfigError:
         return None
     _remove_sockets(layout)
-    ram = _open_guest_ram(w)
     try:
-        proc = await _spawn(w, layout, firmware, ram)
+        return await Spare.start(w, apply_id, layout, firmware, _open_guest_ram(w))
     except BaseException:
-        if ram is not None:
-            os.close(ram)
         _remove_sockets(layout)
         raise
-    return Spare.started(w, apply_id, proc, ram, layout)
 
 
 async def replace_qemu(
@@ -192,7 +203,10 @@ async def replace_qemu(
         else:
             old.kill()
         w.proc = spare.proc
-        w.set_status(w.status.model_copy(update={"qemu_pid": w.proc.pid}))
+        update: dict[str, Any] = {"qemu_pid": w.proc.pid}
+        if spare.large_pages is not None:
+            update["large_pages"] = spare.large_pages
+        w.set_status(w.status.model_copy(update=update))
         await _serve(w, disks)
         await _run_from(w, memory, paused, spare)
     except BaseException as e:
@@ -255,10 +269,8 @@ def _firmware(w: Worker) -> Firmware:
 
 
 async def _spawn(
-    w: Worker, layout: RuntimeLayout, firmware: Firmware, ram: int | None
+    w: Worker, layout: RuntimeLayout, firmware: Firmware, ram: int | None, large: bool
 ) -> RunningProcess:
-    """A QEMU waiting for the memory on ``layout``'s sockets, on ``ram`` (the worker's fd)
-    if given."""
     wirings = [
         DiskWiring(c, d.slot, export_name(c, d.slot), d.read_only) for c, d in w.config.disks()
     ]
@@ -271,6 +283,7 @@ async def _spawn(
         disks=wirings,
         start_paused=True,
         memory_file=None if ram is None else f"/proc/{os.getpid()}/fd/{ram}",
+        large_pages=large,
     )
     return await w.env.runner.spawn(argv, w.paths.vm_log_dir(w.config.id) / "qemu.log")
 
@@ -298,13 +311,7 @@ async def _start_qemu(w: Worker) -> Spare:
     if firmware.vars is not None:
         await old.wait()
     _remove_sockets(w.layout)
-    try:
-        proc = await _spawn(w, w.layout, firmware, ram)
-    except BaseException:
-        if ram is not None:
-            os.close(ram)
-        raise
-    return Spare.started(w, "", proc, ram, w.layout)
+    return await Spare.start(w, "", w.layout, firmware, ram)
 
 
 async def _serve(w: Worker, disks: dict[DiskKey, Path]) -> None:

@@ -176,6 +176,7 @@ def build_qemu_argv(
     disks: Sequence[DiskWiring] = (),
     start_paused: bool = False,
     memory_file: str | None = None,
+    large_pages: bool = False,
     qemu: str = QEMU_BINARY,
 ) -> list[str]:
     """The full argv (binary first) of the VM's QEMU process.
@@ -189,12 +190,14 @@ def build_qemu_argv(
         stream of either loads into the other, and the pages are already there. They are
         not preallocated: mapping all 512 MiB at start took QEMU ~0.1 s here, more than the
         page faults cost while the stream loads.
+    :param large_pages: the guest's RAM on 2 MiB pages (``pyhv.host.hugepages.large_pages``
+        decides; ignored with ``memory_file``, whose own page size holds).
     :raises ValueError: for an unknown accelerator or a disk on a missing controller.
     """
     if accel not in _CPU_MODEL:
         raise ValueError(f"unknown accelerator {accel!r}")
     argv = [qemu, "-name", f"guest={escape(config.name)},debug-threads=on", "-uuid", config.id]
-    argv += _machine(config, accel, firmware, memory_file)
+    argv += _machine(config, accel, firmware, memory_file, large_pages)
     argv += ["-nodefaults", "-no-user-config", "-display", "none"]
     argv += _sockets(run)
     argv += _com_ports(config, run)
@@ -209,7 +212,7 @@ def build_qemu_argv(
 
 
 def _machine(
-    config: VmConfig, accel: str, firmware: Firmware, memory_file: str | None
+    config: VmConfig, accel: str, firmware: Firmware, memory_file: str | None, large_pages: bool
 ) -> list[str]:
     mib = config.memory_startup_mib
     machine: Options = {"type": "q35", "memory-backend": MEMORY_BACKEND_ID}
@@ -230,7 +233,7 @@ def _machine(
         "size": f"{mib}M",
         "share": True,
     }
-    if config.memory_hugepages:
+    if large_pages:
         memory |= {"hugetlb": True, "hugetlbsize": "2M"}
     if memory_file is not None:
         # A file backend finds the page size from the file itself (a hugetlb memfd is on

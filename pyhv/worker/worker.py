@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pyhv.errors import PyhvError, QmpError, StateError
-from pyhv.host.hugepages import check_pool
+from pyhv.host.hugepages import large_pages, out_of_huge_pages
 from pyhv.model import VmConfig, VmState, VmStatus
 from pyhv.paths import HomePaths, RuntimeLayout
 from pyhv.saved_state_file import saved_paused
@@ -100,6 +100,7 @@ class Worker:
             Action.START if not restore else Action.RESTORE,
             worker_pid=os.getpid(),
             qemu_pid=None,
+            large_pages=None,
         )
         self.facts.restoring = restore
         control = ControlServer(*WorkerOps(self).tables())
@@ -143,25 +144,32 @@ class Worker:
         self.layout.worker_pid.write_text(f"{os.getpid()}\n")
 
     async def _boot(self, restore: bool) -> None:
-        if self.config.memory_hugepages:
-            check_pool(self.config.name, self.config.memory_startup_mib)
-        wirings = await self.disks.start(self.config)
-        firmware = firmware_for(self.config.generation, self.paths.vm_efi_vars(self.config.id))
-        argv = build_qemu_argv(
-            self.config,
-            self.layout,
-            self.accel,
-            firmware,
-            incoming="defer" if restore else None,
-            disks=wirings,
-            start_paused=True,
-        )
-        self.log.info("starting %s", " ".join(argv))
-        self.proc = await self.env.runner.spawn(argv, self._qemu_log())
-        self.set_status(self.status.model_copy(update={"qemu_pid": self.proc.pid}))
-        self.qmp = await self._until_exit(
-            self.env.connect_qmp(str(self.layout.qmp), self.config.name, QMP_CONNECT_TIMEOUT_S)
-        )
+        config = self.config
+        large = large_pages(config.name, config.memory_startup_mib, config.memory_hugepages)
+        wirings = await self.disks.start(config)
+        firmware = firmware_for(config.generation, self.paths.vm_efi_vars(config.id))
+
+        def argv(large: bool) -> list[str]:
+            incoming = "defer" if restore else None
+            return build_qemu_argv(
+                config,
+                self.layout,
+                self.accel,
+                firmware,
+                incoming=incoming,
+                disks=wirings,
+                start_paused=True,
+                large_pages=large,
+            )
+
+        try:
+            proc, self.qmp = await self._launch(argv(large), large)
+        except PyhvError as e:
+            if not large or config.memory_hugepages or not out_of_huge_pages(str(e)):
+                raise
+            # Another VM took the pages between the count and QEMU's mmap: 4 KiB it is.
+            self.log.info("no 2 MiB pages left for the guest's RAM (%s): on 4 KiB pages", e)
+            proc, self.qmp = await self._launch(argv(False), False)
         self._events = asyncio.create_task(self._watch_events(self.qmp), name="qmp-events")
         if self.config.com1.mode == "console":
             await self.console.open(str(self.layout.serial))
@@ -169,11 +177,19 @@ class Worker:
         if not paused:
             await self.qmp.execute("cont")
         self.sampler = StatsSampler(
-            self.qmp, self.proc.pid, self.config.memory_startup_mib, self.env.monotonic
+            self.qmp, proc.pid, self.config.memory_startup_mib, self.env.monotonic
         )
         with contextlib.suppress(QmpError):
             await self.sampler.enable_guest_stats()
         self.record(Event.STARTED_PAUSED if paused else Event.STARTED)
+
+    async def _launch(self, argv: list[str], large: bool) -> tuple[RunningProcess, q.Qmp]:
+        """Start QEMU and connect to its QMP."""
+        self.log.info("starting %s", " ".join(argv))
+        self.proc = proc = await self.env.runner.spawn(argv, self._qemu_log())
+        self.set_status(self.status.model_copy(update={"qemu_pid": proc.pid, "large_pages": large}))
+        qmp = self.env.connect_qmp(str(self.layout.qmp), self.config.name, QMP_CONNECT_TIMEOUT_S)
+        return proc, await self._until_exit(qmp)
 
     async def _until_exit(self, aw: Awaitable[q.Qmp]) -> q.Qmp:
         """Await ``aw`` unless QEMU exits first (a bad option): then fail with QEMU's words."""
@@ -243,7 +259,7 @@ class Worker:
                     self.log.error("cleanup failed: %s", result)
             event, reason = exit_outcome(self.facts)
             try:
-                self.record(event, reason, qemu_pid=None)
+                self.record(event, reason, qemu_pid=None, large_pages=None)
             except StateError:
                 self.log.exception("final state change refused")
             except OSError as e:  # PYHV_HOME vanished: nothing left to record it in

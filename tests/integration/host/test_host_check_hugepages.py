@@ -1,4 +1,4 @@
-"""``pyhv host check`` on this machine reports the 2 MiB huge page pool the kernel has."""
+"""``pyhv host check`` on this machine reports the 2 MiB huge pages the kernel can hand out."""
 
 import json
 import subprocess
@@ -22,3 +22,5 @@ def test_host_check_reports_the_pool() -> None:
     assert pool["total"] >= pool["free"] >= pool["available"] >= 0
     assert pool["available"] == pool["free"] - pool["reserved"]
     assert pool["available_mib"] == 2 * pool["available"]
+    assert pool["headroom"] >= pool["available"]
+    assert pool["headroom"] - pool["available"] == max(0, pool["overcommit"] - pool["surplus"])

@@ -43,7 +43,7 @@ def test_vm_set(pyhvd: Pyhvd) -> None:
     assert lines[0] == "VM 'web' set:"
     assert "Processors 2" in lines
     assert "Processor policy limit 50 %, reserve 0 %, weight 100" in lines
-    assert "Startup memory 128 MiB, on 2 MiB huge pages" in lines
+    assert "Startup memory 128 MiB (2 MiB pages required)" in lines
     assert "Automatic stop turn_off" in lines and "Notes front end" in lines
     view = c.get_vm("web")
     assert (view.config.processor_count, view.config.memory_startup_mib) == (2, 128)
@@ -79,7 +79,7 @@ def test_vm_set_while_running(pyhvd: Pyhvd) -> None:
     try:
         refused = one_line(run(pyhvd, "vm", "set", "busy", "--hugepages"), 1)
         assert refused == (
-            "cannot change memory hugepages of VM 'busy': it is Running; turn it off first"
+            "cannot change huge pages of VM 'busy': it is Running; turn it off first"
         )
         assert not c.get_vm("busy").config.memory_hugepages
         live = run(pyhvd, "vm", "set", "busy", "--notes", "live", "--cpu-weight", "200")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyhv.cli.vm_disk import io_cell, row_cells, row_json
+import pytest
+
+from pyhv.cli.vm_disk import _bandwidth, _iops, io_cell, row_cells, row_json
 from pyhv.cli.vm_render import disk_io, disk_qos
+from pyhv.errors import UsageError
 from pyhv.model import DiskAttachment, DiskStats
+from pyhv.model.limits import MAX_QOS_LIMIT
 from pyhv.service.schemas import DiskRow
 from pyhv.units import MiB
 
@@ -38,3 +42,12 @@ def test_list_row_of_an_unreadable_disk() -> None:
     row = DiskRow(controller=1, slot=7, disk=disk, error="gone")
     assert row_cells(row) == ["1:7", "/d.vhdx", "? (gone)", "?", "read-write", "9 IOPS", ""]
     assert row_json(row)["error"] == "gone" and row_json(row)["max_iops"] == 9
+
+
+def test_qos_options_beyond_qemu_s_limit_are_one_line() -> None:
+    """The request's model refused them in the CLI with a traceback."""
+    with pytest.raises(UsageError, match=r"^--max-iops 1000000000000001: at most 10{15}$"):
+        _iops(MAX_QOS_LIMIT + 1)
+    with pytest.raises(UsageError, match=r"^--max-bandwidth 1000P: at most 10{15} bytes a second$"):
+        _bandwidth("1000P")
+    assert (_iops(0), _bandwidth("50M")) == (0, 50 * MiB)

@@ -9,7 +9,8 @@ import pytest
 import typer.main
 
 from pyhv.cli import vm
-from pyhv.cli.vm_power import quick_command, quick_parser
+from pyhv.cli.vm_power import MAX_TIMEOUT_S, check_timeout, quick_command, quick_parser
+from pyhv.errors import UsageError
 
 VERBS = ("start", "stop", "pause", "resume", "restart")
 
@@ -71,3 +72,15 @@ def test_power_verbs_take_the_quick_path(argv: list[str]) -> None:
 )
 def test_everything_else_is_left_to_typer(argv: list[str]) -> None:
     assert quick_command(argv) is None
+
+
+@pytest.mark.parametrize("seconds", [0.0, -3.0, 3601.0, float("nan"), float("inf")])
+def test_timeouts_pyhvd_refuses_are_refused_as_timeout(seconds: float) -> None:
+    """pyhvd named its parameter ("query.shutdown_timeout_s: …"); `vm exec` ended in a
+    pydantic traceback."""
+    with pytest.raises(UsageError, match=r"^--timeout \S+: give seconds, more than 0 and at"):
+        check_timeout(seconds)
+
+
+def test_timeouts_pyhvd_takes() -> None:
+    assert check_timeout(0.5) == 0.5 and check_timeout(MAX_TIMEOUT_S) == MAX_TIMEOUT_S

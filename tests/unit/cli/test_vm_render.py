@@ -48,6 +48,19 @@ def test_table_and_details_show_critical_states() -> None:
     assert text.count("Off-Critical") == 2 and "worker died" in text
 
 
+def test_names_and_reasons_are_shown_as_typed() -> None:
+    """Rich read them as markup: VM 'x[bold]y' showed as 'xy', and '[/]' failed."""
+    config = VmConfig(name="x[bold]y", kernel={"kernel": "/d/[k]", "cmdline": "a=[b]"})
+    status = VmStatus(state=VmState.OFF, critical=True, reason="[red]gone")
+    odd = VmView(config=config, status=status, policy=ProcessorPolicy())
+    out = Console(width=120, record=True)
+    out.print(vm_table([(summarize(odd.config, odd.status), None)]))
+    print_vm(out, odd, None)
+    text = out.export_text()
+    assert text.count("x[bold]y") == 2 and text.count("[red]gone") == 2
+    assert "/d/[k] a=[b]" in text
+
+
 def test_connect_prefers_the_socket_option_then_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from pyhv.cli import vm_settings
 from pyhv.cli.app import main
+from pyhv.cli.vm_render import memory_text
 from pyhv.errors import UsageError
 from pyhv.model import AutomaticStartAction, AutomaticStopAction, VmConfig, VmState, VmStatus
 from pyhv.service.policies import ProcessorPolicy
@@ -76,11 +77,33 @@ def test_settings_table() -> None:
         "State Off",
         "Processors 2",
         "Processor policy limit 50 %, reserve 0 %, weight 100",
-        "Startup memory 1024 MiB, on 2 MiB huge pages",
+        "Startup memory 1024 MiB (2 MiB pages required)",
         "Automatic start nothing",
         "Automatic stop turn_off",
         "Notes -",
     ]
+
+
+@pytest.mark.parametrize(
+    ("required", "large", "text"),
+    [
+        (False, None, "512 MiB"),
+        (False, True, "512 MiB, on 2 MiB pages"),
+        (False, False, "512 MiB, on 4 KiB pages"),
+        (True, True, "512 MiB, on 2 MiB pages (2 MiB pages required)"),
+    ],
+)
+def test_memory_shows_the_pages_the_running_qemu_has(
+    required: bool, large: bool | None, text: str
+) -> None:
+    view = VmView(
+        config=VmConfig(name="web", memory_hugepages=required),
+        status=VmStatus(
+            state=VmState.RUNNING if large is not None else VmState.OFF, large_pages=large
+        ),
+        policy=ProcessorPolicy(),
+    )
+    assert memory_text(view) == text
 
 
 @pytest.mark.parametrize(

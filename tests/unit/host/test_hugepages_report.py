@@ -1,5 +1,5 @@
-"""The huge page pool in ``pyhv host check``: one reading of the counters, and a row that says
-what a ``--hugepages`` VM may still get."""
+"""The huge pages in ``pyhv host check``: one reading of the counters, and a row that says how
+much guest RAM may still go on them."""
 
 from __future__ import annotations
 
@@ -38,23 +38,28 @@ def test_a_kernel_without_the_pool_reads_as_empty(tmp_path: Path) -> None:
 
 
 def test_report_in_pages_and_mib() -> None:
-    report = HugePagesReport.of(PoolCounts(total=600, free=300, reserved=44))
+    report = HugePagesReport.of(PoolCounts(600, 300, 44, surplus=100, overcommit=356))
     assert report.model_dump() == {
         "total": 600,
         "free": 300,
         "reserved": 44,
         "available": 256,
         "available_mib": 512,
+        "surplus": 100,
+        "overcommit": 356,
+        "headroom": 512,
+        "headroom_mib": 1024,
     }
     assert hugepages_text(report) == (
-        "512 MiB available for VMs with --hugepages (256 of 600 pages; 300 free, 44 reserved)"
+        "1 GiB of guest RAM may go on them (256 of 600 pool pages available, 300 free, "
+        "44 reserved; 256 more by overcommit, 100 of 356 in use)"
     )
 
 
-def test_an_empty_pool_says_how_to_fill_it() -> None:
+def test_none_to_give_says_how_to_have_some() -> None:
     text = hugepages_text(HugePagesReport.of(PoolCounts(0, 0, 0)))
-    assert text.startswith("none in the pool: VMs with --hugepages cannot start")
-    assert "sysctl vm.nr_hugepages=N" in text
+    assert text.startswith("none to give: guest RAM goes on 4 KiB pages")
+    assert "vm.nr_overcommit_hugepages=N" in text and "vm.nr_hugepages=N" in text
 
 
 def host_report(hugepages: HugePagesReport | None) -> HostReport:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pyhv.client import PyhvClient, parse_sse, raise_for_problem
-from pyhv.errors import ApiError, ConflictError, NotFoundError, StateError
+from pyhv.errors import ApiError, ConflictError, NotFoundError, StateError, UsageError
 from pyhv.http_lite import Response
 from pyhv.service.api.errors import problem
 
@@ -116,3 +116,31 @@ def test_power_job_and_state_without_models(canned: str) -> None:
     assert job["operation"] == "/vms/vm1/start?ready_timeout_s=5"
     assert c.follow_job(job["id"])["state"] == "Completed"
     assert c.vm_state("vm1").display_state == "Running"
+
+
+@pytest.mark.parametrize(
+    ("name", "sent"),
+    [
+        ("a?b", "a%3Fb"),
+        ("a#b", "a%23b"),
+        ("%41", "%2541"),
+        ("a b", "a%20b"),
+        ("é-ü", "%C3%A9-%C3%BC"),
+    ],
+)
+def test_vm_names_are_quoted_in_urls(canned: str, name: str, sent: str) -> None:
+    """Sent as it is, 'a?b' named VM 'a' and '%41' VM 'A' (a remove would remove the wrong VM),
+    and 'é' failed in http.client with a traceback."""
+    c = PyhvClient(base_url=canned)
+    with pytest.raises(NotFoundError, match=f"no VM named '{sent}'"):
+        c.get_vm(name)
+    assert c.power_job(name, "stop")["operation"] == f"/vms/{sent}/stop"
+
+
+def test_empty_vm_name_is_refused_before_sending() -> None:
+    """``/vms/`` is the VM list: pyhvd answered a bare 307, shown as "pyhvd answered 307:"."""
+    c = PyhvClient(base_url="http://127.0.0.1:1")
+    with pytest.raises(UsageError, match=r"^VM name must not be empty$"):
+        c.remove_vm("")
+    with pytest.raises(NotFoundError, match=r"^no VM named 'a/b': VM names have no '/'$"):
+        c.start("a/b")  # pyhvd answered "Not Found: POST /vms/a/b/start"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from pyhv.errors import (
     ConfigError,
@@ -24,6 +25,7 @@ from pyhv.errors import (
 from pyhv.host.resources import HostResources
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState, VmStatus
+from pyhv.model.limits import MAX_QOS_LIMIT
 from pyhv.paths import HomePaths
 from pyhv.service.confine import StorageRoots
 from pyhv.service.disks import DiskService
@@ -254,3 +256,14 @@ async def test_a_vm_busy_with_a_job_is_refused(
     release.set()
     await manager.jobs.wait(job.id)
     await disks.add("a", add(image))
+
+
+@pytest.mark.parametrize("field", ["max_iops", "max_bytes_per_sec"])
+def test_qos_limits_qemu_refuses_are_refused(field: str) -> None:
+    """Above QEMU's THROTTLE_VALUE_MAX the limit was kept in vm.json, and the VM no longer
+    started ("Parameter 'x-iops-total' expects an int64 value")."""
+    for model in (DiskAdd, DiskQos):
+        extra = {"path": "/d.vhdx"} if model is DiskAdd else {}
+        with pytest.raises(ValidationError, match="less than or equal to 1000000000000000"):
+            model.model_validate({**extra, field: MAX_QOS_LIMIT + 1})
+        assert getattr(model.model_validate({**extra, field: MAX_QOS_LIMIT}), field) == 10**15

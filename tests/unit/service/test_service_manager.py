@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyhv.errors import ConflictError, NotFoundError, StateError
+from pyhv.errors import ConfigError, ConflictError, NotFoundError, StateError
 from pyhv.host.resources import HostResources
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState, VmStatus
@@ -22,7 +23,7 @@ from pyhv.service.jobs import JobContext, Jobs, JobState
 from pyhv.service.manager import VmManager
 from pyhv.service.policies import CpuSettings, ProcessorPolicy
 from pyhv.service.schemas import VmPatch
-from pyhv.worker.status_file import write_status
+from pyhv.worker.status_file import worker_alive, write_status
 
 pytestmark = pytest.mark.anyio
 
@@ -56,6 +57,12 @@ class FakeSupervisor:
         self.calls.append("launch")
         sleeper = [sys.executable, "-c", "import time; time.sleep(600)", config.id]
         self.workers[config.id] = subprocess.Popen(sleeper)
+        # Until it has exec'd, the child shows pytest's command line, and a status read then
+        # would find no worker for the VM ("worker died"), as a real worker is named at start.
+        deadline = time.monotonic() + 10
+        while not worker_alive(self.workers[config.id].pid, config.id):
+            assert time.monotonic() < deadline, "the stand-in worker did not start"
+            time.sleep(0.001)
         self._set(config, VmState.RUNNING)
 
     def close(self) -> None:
@@ -170,6 +177,9 @@ async def test_changes_needing_off(manager: VmManager) -> None:
     await run(manager, "a", Power.START)
     with pytest.raises(StateError, match="cannot change processor count of VM 'a'"):
         await manager.update(UpdateVm("a", VmPatch(processor_count=2)))
+    # Named as users know the setting, not as the field (once "memory startup mib").
+    with pytest.raises(StateError, match=r"^cannot change startup memory of VM 'a': it is Running"):
+        await manager.update(UpdateVm("a", VmPatch(memory_startup_mib=1024)))
     with pytest.raises(StateError, match="cannot remove VM 'a'"):
         await manager.remove(RemoveVm("a"))
     view = await manager.update(UpdateVm("a", VmPatch(policy=ProcessorPolicy(limit_percent=25))))
@@ -286,3 +296,49 @@ async def test_a_job_refuses_the_vm_s_other_changes(manager: VmManager) -> None:
     release.set()
     await manager.jobs.wait(job.id)
     await manager.remove(RemoveVm("a"))
+
+
+async def test_create_refuses_a_disk_another_vm_attaches(
+    manager: VmManager, tmp_path: Path
+) -> None:
+    """As attaching refuses it: two VMs writing one disk corrupt it, the other VM Off or not."""
+    disk = tmp_path / "disks" / "root.vhdx"
+    disk.parent.mkdir(exist_ok=True)
+    disk.write_bytes(b"")
+
+    def with_disk(name: str) -> CreateVm:
+        config = VmConfig.model_validate(
+            {"name": name, "scsi_controllers": [{"disks": [{"slot": 0, "path": str(disk)}]}]}
+        )
+        return CreateVm(config, ProcessorPolicy())
+
+    await manager.create(with_disk("web"))
+    with pytest.raises(
+        ConflictError, match=r"is attached to VM 'web' \(SCSI 0:0\); remove it there first"
+    ):
+        await manager.create(with_disk("db"))
+    assert [e.config.name for e in manager.registry.entries()] == ["web"]
+
+
+async def test_create_refuses_missing_files(manager: VmManager, tmp_path: Path) -> None:
+    """A missing kernel failed only at start, as QEMU's monitor not answering in 30 s."""
+    (tmp_path / "disks").mkdir(exist_ok=True)
+    kernel = tmp_path / "disks" / "vmlinuz"
+    config = VmConfig.model_validate({"name": "k", "kernel": {"kernel": str(kernel)}})
+    with pytest.raises(NotFoundError, match=f"^kernel {kernel}: no such file$"):
+        await manager.create(CreateVm(config, ProcessorPolicy()))
+    kernel.write_bytes(b"")
+    await manager.create(CreateVm(config, ProcessorPolicy()))
+
+
+async def test_a_name_of_an_id_s_form_is_refused(manager: VmManager) -> None:
+    """Lookups take ids first: VM 'b' named after VM a's id hid behind a, and removing 'b' by
+    its name removed a."""
+    a_id = await create(manager, "a")
+    with pytest.raises(ConfigError, match="has the form of a VM id: choose another name"):
+        await create(manager, a_id)
+    await create(manager, "b")
+    with pytest.raises(ConfigError, match="has the form of a VM id"):
+        await manager.update(UpdateVm("b", VmPatch(name=a_id)))
+    assert sorted(e.config.name for e in manager.registry.entries()) == ["a", "b"]
+    await create(manager, a_id.upper())  # not how ids are written: no lookup takes it for one

@@ -197,9 +197,12 @@ def test_render() -> None:
     assert render({"k": "v,w"}) == "k=v,,w"
 
 
-def test_hugepages_put_the_memfd_on_hugetlbfs_and_a_mapped_file_keeps_its_own() -> None:
-    vm = config(memory_hugepages=True)
-    fresh = pairs(build_qemu_argv(vm, RUN, "tcg", SEABIOS), "-object")[0]
+def test_large_pages_put_the_memfd_on_hugetlbfs_and_a_mapped_file_keeps_its_own() -> None:
+    vm = config()
+    fresh = pairs(build_qemu_argv(vm, RUN, "tcg", SEABIOS, large_pages=True), "-object")[0]
     assert fresh == "memory-backend-memfd,id=mem,size=512M,share=on,hugetlb=on,hugetlbsize=2M"
-    mapped = pairs(build_qemu_argv(vm, RUN, "tcg", SEABIOS, memory_file="/proc/7/fd/9"), "-object")
-    assert mapped[0] == "memory-backend-file,id=mem,size=512M,share=on,mem-path=/proc/7/fd/9"
+    assert "hugetlb" not in pairs(build_qemu_argv(vm, RUN, "tcg", SEABIOS), "-object")[0]
+    mapped = build_qemu_argv(vm, RUN, "tcg", SEABIOS, memory_file="/proc/7/fd/9", large_pages=True)
+    assert pairs(mapped, "-object")[0] == (
+        "memory-backend-file,id=mem,size=512M,share=on,mem-path=/proc/7/fd/9"
+    )

@@ -283,3 +283,61 @@ def test_failed_restore_keeps_the_saved_state(paths: HomePaths) -> None:
         assert paths.vm_saved_state(again.worker.config.id).exists()
 
     asyncio.run(go())
+
+
+class OutOfPagesRunner(FakeRunner):
+    """Its first QEMU dies as QEMU 7.2 does when the kernel has no huge pages left for the
+    guest's RAM; the next ones start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.argvs: list[list[str]] = []
+
+    async def spawn(self, argv: Sequence[str], log_path: Path) -> FakeProcess:
+        proc = await super().spawn(argv, log_path)
+        self.argvs.append(list(argv))
+        if len(self.argvs) == 1:
+            log_path.write_text(
+                "qemu-system-x86_64: unable to map backing store for guest RAM: "
+                "Cannot allocate memory\n"
+            )
+            proc.exit(1)
+        return proc
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_a_start_the_huge_pages_ran_out_for_goes_on_4k_pages_unless_they_are_required(
+    paths: HomePaths, monkeypatch: pytest.MonkeyPatch, required: bool
+) -> None:
+    """Another VM may take the pages between the worker's count and QEMU's mmap."""
+    monkeypatch.setattr("pyhv.worker.worker.large_pages", lambda name, mib, req: True)
+
+    async def go() -> None:
+        runner = OutOfPagesRunner()
+        qmp = FakeQmp(runner)
+
+        async def connect(path: str, name: str, timeout: float) -> FakeQmp:
+            if len(runner.argvs) == 1:
+                await asyncio.sleep(3600)  # the dead QEMU never answers
+            return qmp
+
+        config = Inventory(paths).create(
+            VmConfig(name="fake", com1=ComPort(mode="none"), memory_hugepages=required)
+        )
+        worker = Worker(config, paths, "tcg", WorkerEnv(runner=runner, connect_qmp=connect))
+        if required:
+            with pytest.raises(PyhvError, match="unable to map backing store for guest RAM"):
+                await worker.run(restore=False)
+            assert len(runner.argvs) == 1 and worker.status.state == VmState.OFF
+            return
+        task = asyncio.create_task(worker.run(restore=False))
+        while worker.status.state != VmState.RUNNING:
+            await asyncio.sleep(0.01)
+        memory = [a for argv in runner.argvs for a in argv if a.startswith("memory-backend")]
+        assert "hugetlb=on" in memory[0] and "hugetlb" not in memory[1]
+        assert worker.status.large_pages is False
+        await WorkerOps(worker).turn_off({})
+        await asyncio.wait_for(task, 5)
+        assert worker.status.large_pages is None
+
+    asyncio.run(go())
