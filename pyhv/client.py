@@ -603,6 +603,14 @@ class VmStateLine:
         return f"{self.state}-Critical" if self.critical else self.state
 
 
+def shown_reason(state: str, reason: str | None) -> str | None:
+    """The reason worth printing beside a state: none for one that only repeats the state,
+    as ``saved`` does for Saved ("Saved (saved)")."""
+    if not reason or reason.casefold() == str(state).casefold():
+        return None
+    return reason
+
+
 def _vm_url(vm: str) -> str:
     """The VM's path in the API, its name or id quoted: a name may hold any character but
     '/', and one like ``a?b`` or ``%41`` sent as it is would name another VM ('a', 'A').

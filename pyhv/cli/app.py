@@ -11,8 +11,10 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from typing import TYPE_CHECKING
 
+import pyhv
 from pyhv.errors import PyhvError
 
 if TYPE_CHECKING:
@@ -38,11 +40,37 @@ def build_app(only: str | None = None) -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
+
+    @root.callback()
+    def options(
+        version: bool = typer.Option(
+            False, "--version", is_eager=True, callback=_show_version, help="Print the version."
+        ),
+    ) -> None:
+        pass
+
     for name, (module, help_text) in NOUNS.items():
         if only is None or name == only:
             sub = importlib.import_module(module).app
             root.add_typer(sub, name=name, help=help_text)
     return root
+
+
+def version_line() -> str:
+    """``pyhv 0.1.0``: the installed package's version, which a bug report needs first."""
+    try:
+        version = metadata.version("pyhv")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = pyhv.__version__
+    return f"pyhv {version}"
+
+
+def _show_version(value: bool) -> None:
+    import typer
+
+    if value:
+        print(version_line())
+        raise typer.Exit()
 
 
 def _noun(argv: list[str]) -> str | None:

@@ -170,8 +170,9 @@ def rename(ctx: typer.Context, vm: str, name: str, new_name: str) -> None:
 
 @app.command("export")
 def export(ctx: typer.Context, vm: str, name: str, folder: Path) -> None:
-    """Copy a checkpoint's disk chains, configuration and memory state to a new folder
-    (inside a storage root of pyhvd's)."""
+    """Copy a checkpoint to a new folder inside a storage root (Export-VMCheckpoint).
+
+    The folder gets the checkpoint's disk chains, configuration and memory state."""
     backend = backend_of(ctx)
     out = folder.absolute()
     backend.follow(

@@ -182,8 +182,9 @@ def remove(
     name: str,
     yes: bool = typer.Option(False, "--yes", "-y", help="Discard a Saved VM's state, no prompt."),
 ) -> None:
-    """Remove a VM that is not running; its disks stay (Remove-VM). A Saved VM's memory state
-    goes with it: asks first."""
+    """Remove a VM that is not running; its disks stay (Remove-VM).
+
+    A Saved VM's memory state goes with it: asks first."""
     from pyhv.model import VmState
 
     backend = backend_of(ctx)

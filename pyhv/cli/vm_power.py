@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pyhv.cli.backend import Backend, connect
-from pyhv.client import VmStateLine
+from pyhv.client import VmStateLine, shown_reason
 from pyhv.errors import UsageError
 from pyhv.service.operations import Power
 
@@ -42,7 +42,8 @@ def check_timeout(seconds: float) -> float:
 
 
 def print_state(name: str, status: VmStateLine) -> None:
-    reason = f" ({status.reason})" if status.reason else ""
+    shown = shown_reason(status.state, status.reason)
+    reason = f" ({shown})" if shown else ""
     Console().print(escape(f"VM '{name}' is {status.display_state}{reason}"))
 
 

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pyhv.client import shown_reason
 from pyhv.model import DiskStats, VmState
 from pyhv.service.schemas import VmSample, VmSummary, VmView
 from pyhv.units import format_size
@@ -62,7 +63,7 @@ def vm_table(rows: list[tuple[VmSummary, VmSample | None]]) -> Table:
             f"{sample.cpu_percent:.0f}" if sample else "0",
             str(sample.memory_assigned_mib if sample else 0),
             format_uptime(sample.uptime_s) if sample else "00:00:00",
-            escape(vm.reason or ""),
+            escape(shown_reason(vm.state, vm.reason) or ""),
         )
     return table
 
@@ -104,7 +105,8 @@ def print_vm(console: Console, view: VmView, sample: VmSample | None) -> None:
     info.add_column()
     info.add_row("Name", escape(config.name))  # names, reasons, paths: text, not markup
     info.add_row("Id", config.id)
-    reason = f" ({escape(status.reason)})" if status.reason else ""
+    shown = shown_reason(status.state, status.reason)
+    reason = f" ({escape(shown)})" if shown else ""
     info.add_row("State", _state_text(status.state, status.critical) + reason)
     info.add_row("Generation", str(config.generation))
     info.add_row("Processors", str(config.processor_count))

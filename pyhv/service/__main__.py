@@ -211,6 +211,21 @@ def _tcp_note(opts: Options) -> str:
     return f" and {scheme}://{opts.tcp[0]}:{opts.tcp[1]}"
 
 
+def prepare_home(paths: HomePaths) -> None:
+    """Create the home and its run folder on first start, as for the default /var/lib/pyhv.
+
+    :raises PyhvError: one line naming the folder that cannot be made, not a bare errno.
+    """
+    for folder in (paths.home, paths.run_root):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PyhvError(
+                f"cannot create {folder}: {err.strerror}; give --home (or PYHV_HOME) "
+                "a folder pyhvd can create or write"
+            ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run pyhvd; expected errors become one line on stderr and an exit code."""
     try:
@@ -219,9 +234,9 @@ def main(argv: list[str] | None = None) -> None:
             level=opts.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        run_dir = HomePaths(opts.home).run_root
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with single_instance(run_dir):
+        paths = HomePaths(opts.home)
+        prepare_home(paths)
+        with single_instance(paths.run_root):
             asyncio.run(serve(opts))
     except PyhvError as err:
         print(f"pyhvd: error: {err}", file=sys.stderr)

@@ -251,6 +251,8 @@ class VmManager:
             entry = self.registry.put(config, policy)
         if cmd.patch.policy is not None and _running(entry):
             await self._apply_cgroup(entry)
+        if "name" in changes and _running(entry):
+            await self._tell_worker_name(entry)
         self.events.publish("vm.changed", id=config.id, name=config.name)
         return VmView(config=entry.config, status=entry.status, policy=entry.policy)
 
@@ -417,6 +419,16 @@ class VmManager:
             await asyncio.to_thread(self.cgroups.attach, entry.config.id, pids)
         except OSError as err:
             log.warning("VM %s: cgroup not set: %s", entry.config.name, err)
+
+    async def _tell_worker_name(self, entry: VmEntry) -> None:
+        """A worker phrases its messages with the name the VM had at start unless told the new
+        one. Best effort: the rename stands even if the worker cannot hear of it."""
+        call = self.supervisor.call
+        args = {"name": entry.config.name}
+        try:
+            await asyncio.to_thread(call, entry.config, "rename", QUICK_OP_TIMEOUT_S, args)
+        except PyhvError as err:
+            log.warning("VM %s: worker not told the new name: %s", entry.config.name, err)
 
     # -- running VMs --------------------------------------------------------------------------
 

@@ -19,6 +19,11 @@ from typing import Any
 from pyhv.errors import PyhvError, StateError
 
 DELIMITER = b"\xff"
+# qemu-ga keeps at most 16 MiB of each of a command's stdout and stderr (GUEST_EXEC_MAX_OUTPUT
+# in qga/commands.c) and returns both base64-encoded in the one JSON line of guest-exec-status;
+# asyncio's default 64 KiB line limit would break on the first big output.
+GUEST_EXEC_MAX_OUTPUT = 16 * 1024 * 1024
+LINE_LIMIT = 2 * 4 * -(-GUEST_EXEC_MAX_OUTPUT // 3) + 1024 * 1024
 
 
 class AgentError(PyhvError):
@@ -59,19 +64,21 @@ class GuestAgent:
 
     def __init__(self, socket_path: str, vm_name: str, *, timeout: float = 10.0) -> None:
         self._path = socket_path
-        self._vm = vm_name
+        self.vm_name = vm_name  # the worker updates it when the VM is renamed
         self._timeout = timeout
         self._lock = asyncio.Lock()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     def _no_agent(self, why: str) -> StateError:
-        return StateError(f"VM '{self._vm}' has no working guest agent ({why})")
+        return StateError(f"VM '{self.vm_name}' has no working guest agent ({why})")
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None:
             try:
-                self._reader, self._writer = await asyncio.open_unix_connection(self._path)
+                self._reader, self._writer = await asyncio.open_unix_connection(
+                    self._path, limit=LINE_LIMIT
+                )
             except OSError as e:
                 raise self._no_agent(f"agent channel unavailable: {e.strerror}") from e
             try:
@@ -87,7 +94,12 @@ class GuestAgent:
         writer.write(DELIMITER + json.dumps(msg).encode() + b"\n")
         await writer.drain()
         while True:
-            await reader.readuntil(DELIMITER)
+            try:
+                await reader.readuntil(DELIMITER)
+            except asyncio.LimitOverrunError as e:
+                # Stale replies of abandoned requests can together exceed any limit: drop them.
+                await reader.readexactly(e.consumed)
+                continue
             line = await reader.readline()
             with contextlib.suppress(ValueError):
                 if json.loads(line).get("return") == token:
@@ -100,15 +112,19 @@ class GuestAgent:
                 await self._writer.wait_closed()
         self._reader = self._writer = None
 
-    async def request(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
-        """Send one command and return its ``return`` value.
+    async def request(
+        self, cmd: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """Send one command and return its ``return`` value; ``timeout`` overrides the
+        channel's for an answer that may take longer.
 
         :raises StateError: no answer within the timeout (no agent running in the guest).
         :raises AgentError: the agent refused the command.
         """
+        timeout = timeout or self._timeout
         async with self._lock:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(timeout):
                     reader, writer = await self._open()
                     msg: dict[str, Any] = {"execute": cmd}
                     if args:
@@ -118,8 +134,13 @@ class GuestAgent:
                     reply = json.loads(await reader.readline())
             except TimeoutError as e:
                 await self.close()
-                raise self._no_agent(f"no answer within {self._timeout:g} s") from e
-            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                raise self._no_agent(f"no answer within {timeout:g} s") from e
+            except (
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ValueError,
+            ) as e:
                 await self.close()
                 raise self._no_agent(f"channel broken: {e}") from e
         if "error" in reply:
@@ -142,7 +163,10 @@ class GuestAgent:
         deadline = loop.time() + timeout
         delay = 0.02
         while True:
-            result = parse_exec_status(await self.request("guest-exec-status", {"pid": pid}))
+            # The answer carries the output: tens of MiB take seconds to come through.
+            wait = max(self._timeout, deadline - loop.time())
+            status = await self.request("guest-exec-status", {"pid": pid}, timeout=wait)
+            result = parse_exec_status(status)
             if result is not None:
                 return result
             if loop.time() > deadline:

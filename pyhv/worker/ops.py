@@ -46,6 +46,7 @@ class WorkerOps:
             "save": self.save,
             "exec": self.exec,
             "wait_console": self.wait_console,
+            "rename": self.rename,
             **DiskOps(self.w).handlers(),
             **CheckpointOps(self.w).handlers(),
         }
@@ -182,6 +183,15 @@ class WorkerOps:
             "stdout": base64.b64encode(result.stdout).decode(),
             "stderr": base64.b64encode(result.stderr).decode(),
         }
+
+    async def rename(self, args: dict[str, Any]) -> Any:
+        """The service renamed the running VM: the worker's messages name it as users now do."""
+        name = args.get("name")
+        if not isinstance(name, str) or not name:
+            raise UsageError("rename needs the VM's new name")
+        self.w.config = self.w.config.model_copy(update={"name": name})
+        self.w.agent.vm_name = name
+        return None
 
     async def wait_console(self, args: dict[str, Any]) -> Any:
         """True once the text appeared on the console during this run, False on timeout."""

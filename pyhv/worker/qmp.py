@@ -96,8 +96,10 @@ class QmpSession:
         client = QMPClient(name)
         try:
             await asyncio.wait_for(client.connect(socket_path), max(1.0, deadline - loop.time()))
-        except (QMPError, TimeoutError) as e:
+        except TimeoutError as e:
             raise QmpError(f"QEMU's monitor did not answer within {timeout:g} s") from e
+        except QMPError as e:
+            raise QmpError(f"QEMU's monitor broke off the connection: {e}") from e
         return cls(client)
 
     async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:

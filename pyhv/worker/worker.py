@@ -43,6 +43,7 @@ from pyhv.worker.status_file import current_status, write_status
 
 QMP_CONNECT_TIMEOUT_S = 30.0
 RESTORE_TIMEOUT_S = 120.0
+EXIT_AFTER_MONITOR_S = 2.0
 
 
 @dataclass
@@ -192,12 +193,22 @@ class Worker:
         return proc, await self._until_exit(qmp)
 
     async def _until_exit(self, aw: Awaitable[q.Qmp]) -> q.Qmp:
-        """Await ``aw`` unless QEMU exits first (a bad option): then fail with QEMU's words."""
+        """Await ``aw`` unless QEMU exits first (a bad option): then fail with QEMU's words.
+
+        A QEMU that gives up at start closes its monitor as it exits, so ``aw`` often fails a
+        moment before the exit is seen: a failure waits briefly for that exit, whose words
+        say more than the monitor's.
+        """
         assert self.proc is not None
         work = asyncio.ensure_future(aw)
         died = asyncio.ensure_future(self.proc.wait())
         done, _ = await asyncio.wait({work, died}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done and work.exception() is None:
+            died.cancel()
+            return work.result()
         if work in done:
+            await asyncio.wait({died}, timeout=EXIT_AFTER_MONITOR_S)
+        if not died.done():
             died.cancel()
             return work.result()
         work.cancel()

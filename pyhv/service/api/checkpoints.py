@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from pyhv.checkpoints import Checkpoint, CheckpointTree
 from pyhv.checkpoints.planner import default_name
+from pyhv.checkpoints.tree import check_name
 from pyhv.service.api.deps import Admin, Operator, Reader, Svc
 from pyhv.service.jobs import Job, JobContext
 from pyhv.service.schemas import CheckpointCreate, CheckpointJob, CheckpointRename, ExportRequest
@@ -52,6 +53,8 @@ async def create_checkpoint(
     if name is None:
         config, tree = await asyncio.to_thread(checkpoints.tree, vm_id)
         name = default_name(tree, config.name, datetime.now(UTC))
+    else:
+        check_name(name)  # refused now, not as a job that was accepted and then failed
     create = checkpoints.create
     job = await _submit(svc, vm_id, "checkpoint", lambda v, _: create(v, name, body.type), response)
     return CheckpointJob(**job.model_dump(), checkpoint=name)

@@ -149,6 +149,25 @@ def test_a_failed_job_is_one_line(pyhvd: Pyhvd) -> None:
 
 
 @pytest.mark.integration
+def test_a_kernel_deleted_after_new_fails_the_start_with_qemus_words(pyhvd: Pyhvd) -> None:
+    """QEMU's monitor broke off as QEMU exited, and most starts then said "QEMU's monitor did
+    not answer within 30 s" instead of QEMU's own line."""
+    kernel = pyhvd.home / "disks" / "vmlinuz"
+    kernel.write_bytes(b"kernel")
+    pyhvd.client().create_vm(
+        VmConfig.model_validate(
+            {"name": "web", "memory_startup_mib": 64, "kernel": {"kernel": str(kernel)}}
+        )
+    )
+    kernel.unlink()
+    for _ in range(5):  # it was a race: most starts lost it
+        assert one_line(run(pyhvd, "vm", "start", "web"), 1) == (
+            f"QEMU failed to start: qemu: could not open kernel file '{kernel}': "
+            "No such file or directory"
+        )
+
+
+@pytest.mark.integration
 def test_removing_a_saved_vm_asks_first(pyhvd: Pyhvd) -> None:
     """Its saved memory, what the guest had not written to disk, went without a word."""
     c = pyhvd.client()

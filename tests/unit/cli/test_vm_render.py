@@ -8,8 +8,9 @@ import pytest
 from rich.console import Console
 
 from pyhv.cli.backend import connect
+from pyhv.cli.vm_power import print_state
 from pyhv.cli.vm_render import format_uptime, print_vm, summary_json, vm_json, vm_table
-from pyhv.client import start_command
+from pyhv.client import VmStateLine, start_command
 from pyhv.model import VmConfig, VmState, VmStatus
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import VmSample, VmView, summarize
@@ -74,3 +75,31 @@ def test_connect_prefers_the_socket_option_then_the_environment(
     assert connect().client.where == "https://h:8443"
     assert start_command(tmp_path / "run" / "pyhvd.sock") == f"pyhvd --home {tmp_path}"
     assert start_command(Path("/x.sock")) == f"pyhvd --home {tmp_path} --socket /x.sock"
+
+
+def test_a_reason_that_repeats_the_state_is_not_shown() -> None:
+    """A Saved VM showed as "Saved (saved)"."""
+    saved = VmView(
+        config=VmConfig(name="web"),
+        status=VmStatus(state=VmState.SAVED, reason="saved"),
+        policy=ProcessorPolicy(),
+    )
+    out = Console(width=120, record=True)
+    print_vm(out, saved, None)
+    out.print(vm_table([(summarize(saved.config, saved.status), None)]))
+    text = out.export_text()
+    assert "saved" not in text
+    assert [line.split() for line in text.splitlines() if line.startswith("State")] == [
+        ["State", "Saved"]
+    ]
+    off = VmStatus(state=VmState.OFF, reason="guest shut down")
+    print_vm(out, VmView(config=saved.config, status=off, policy=ProcessorPolicy()), None)
+    assert "Off (guest shut down)" in out.export_text()
+
+
+def test_power_line_leaves_out_a_reason_that_repeats_the_state(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_state("web", VmStateLine(state="Saved", critical=False, reason="saved"))
+    print_state("web", VmStateLine(state="Off", critical=False, reason="turned off"))
+    assert capsys.readouterr().out == "VM 'web' is Saved\nVM 'web' is Off (turned off)\n"

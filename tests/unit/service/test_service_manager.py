@@ -42,6 +42,7 @@ class FakeSupervisor:
     def __init__(self, paths: HomePaths) -> None:
         self.paths = paths
         self.calls: list[str] = []
+        self.args: dict[str, dict[str, Any] | None] = {}
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
 
     def _set(self, config: VmConfig, state: VmState) -> None:
@@ -74,8 +75,10 @@ class FakeSupervisor:
         self, config: VmConfig, op: str, timeout_s: float, args: dict[str, Any] | None = None
     ) -> Any:
         self.calls.append(op)
+        self.args[op] = args
         states = {"turn_off": VmState.OFF, "pause": VmState.PAUSED, "resume": VmState.RUNNING}
-        self._set(config, states[op])
+        if op in states:
+            self._set(config, states[op])
         return {}
 
     def pids(self, status: VmStatus) -> list[int]:
@@ -185,6 +188,16 @@ async def test_changes_needing_off(manager: VmManager) -> None:
     view = await manager.update(UpdateVm("a", VmPatch(policy=ProcessorPolicy(limit_percent=25))))
     assert view.policy.limit_percent == 25
     assert manager.cgroups.applied[view.config.id].quota_us == 25_000  # type: ignore[union-attr]
+
+
+async def test_a_running_vm_renamed_has_its_worker_told(manager: VmManager) -> None:
+    """The worker kept the name the VM had at start in its messages."""
+    await create(manager, "web")
+    await manager.update(UpdateVm("web", VmPatch(name="www")))
+    assert "rename" not in manager.supervisor.calls  # type: ignore[attr-defined]
+    await run(manager, "www", Power.START)
+    await manager.update(UpdateVm("www", VmPatch(name="web 2")))
+    assert manager.supervisor.args["rename"] == {"name": "web 2"}  # type: ignore[attr-defined]
 
 
 async def test_listing_is_cached_until_a_change(manager: VmManager) -> None:

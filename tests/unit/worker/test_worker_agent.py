@@ -12,6 +12,7 @@ from typing import TypeVar
 import pytest
 
 from pyhv.errors import StateError
+from pyhv.worker import agent as agent_module
 from pyhv.worker.agent import AgentError, ExecResult, GuestAgent, parse_exec_status
 
 
@@ -110,3 +111,70 @@ def test_exec_status_signal() -> None:
     result = parse_exec_status({"exited": True, "signal": 9})
     assert result is not None and result.exit_code == 137 and result.signal == 9
     assert parse_exec_status({"exited": False}) is None
+
+
+BIG_OUTPUT = bytes(range(256)) * (5 * 1024 * 1024 // 256)  # 5 MiB, ~9 MiB in the JSON line
+
+
+async def big_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Starts each connection with the 1 MiB rest of an abandoned reply (no delimiter in it),
+    then answers guest-exec-status with several MiB of output, as qemu-ga does: one line."""
+    writer.write(b'{"return": {"out-data": "' + b"A" * 1024 * 1024)
+    while line := await reader.readline():
+        msg = json.loads(line.lstrip(b"\xff"))
+        cmd, args = msg["execute"], msg.get("arguments", {})
+        if cmd == "guest-sync-delimited":
+            reply: object = args["id"]
+            writer.write(b"\xff")
+        elif cmd == "guest-exec":
+            reply = {"pid": 42}
+        elif cmd == "guest-exec-status":
+            reply = {
+                "exited": True,
+                "exitcode": 0,
+                "out-data": base64.b64encode(BIG_OUTPUT).decode(),
+            }
+        else:
+            reply = {}
+        writer.write(json.dumps({"return": reply}).encode() + b"\n")
+        await writer.drain()
+
+
+def test_exec_returns_output_of_several_mib(short_home: Path) -> None:
+    """The whole output comes back in one line far above asyncio's 64 KiB default limit."""
+    sock = short_home / "qga.sock"
+
+    async def use() -> ExecResult:
+        agent = GuestAgent(str(sock), "vm1", timeout=5)
+        try:
+            return await agent.exec(["sh", "-c", "x"])
+        finally:
+            await agent.close()
+
+    assert run_with(big_agent, sock, use).stdout == BIG_OUTPUT
+
+
+def test_reply_over_the_limit_does_not_poison_the_next_request(
+    short_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply too long fails its request only; the next one re-syncs past the stale bytes,
+    even when they are longer than the limit."""
+    monkeypatch.setattr(agent_module, "LINE_LIMIT", 64 * 1024)
+    sock = short_home / "qga.sock"
+
+    async def use() -> Exception | None:
+        agent = GuestAgent(str(sock), "vm1", timeout=5)
+        try:
+            try:
+                await agent.request("guest-exec-status", {"pid": 42})
+            except StateError as e:
+                failed: Exception | None = e
+            else:
+                failed = None
+            await agent.ping()
+            return failed
+        finally:
+            await agent.close()
+
+    failed = run_with(big_agent, sock, use)
+    assert isinstance(failed, StateError) and "no working guest agent" in str(failed)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pyhv.errors import PyhvError, StateError
+from pyhv.errors import PyhvError, QmpError, StateError
 from pyhv.inventory import Inventory
 from pyhv.model import ComPort, VmConfig, VmState
 from pyhv.paths import HomePaths
@@ -238,6 +238,24 @@ def test_exec_refused_while_paused(paths: HomePaths) -> None:
     asyncio.run(go())
 
 
+def test_messages_use_the_name_the_service_gave_at_rename(paths: HomePaths) -> None:
+    """After a rename of the running VM the worker still said "VM 'fake' has no working guest
+    agent" and "cannot pause VM 'fake'"."""
+
+    async def go() -> None:
+        b = await boot(paths)
+        await b.ops.rename({"name": "www"})
+        with pytest.raises(StateError, match=r"^VM 'www' has no working guest agent"):
+            await b.ops.exec({"argv": ["true"], "timeout": 1})
+        await b.ops.pause({})
+        with pytest.raises(StateError, match=r"^cannot pause VM 'www': it is already Paused"):
+            await b.ops.pause({})
+        await b.ops.turn_off({})
+        await b.task
+
+    asyncio.run(go())
+
+
 def test_save_writes_state_file_and_ends_saved(paths: HomePaths) -> None:
     async def go() -> None:
         b = await boot(paths)
@@ -339,5 +357,35 @@ def test_a_start_the_huge_pages_ran_out_for_goes_on_4k_pages_unless_they_are_req
         await WorkerOps(worker).turn_off({})
         await asyncio.wait_for(task, 5)
         assert worker.status.large_pages is None
+
+    asyncio.run(go())
+
+
+class ExitsAtStartRunner(FakeRunner):
+    """QEMU that gives up on a bad option: it writes why, closes its monitor, then exits."""
+
+    async def spawn(self, argv: Sequence[str], log_path: Path) -> FakeProcess:
+        proc = await super().spawn(argv, log_path)
+        log_path.write_text("qemu: could not open kernel file '/gone/vmlinuz'\n")
+        asyncio.get_running_loop().call_later(0.1, proc.exit, 1)
+        return proc
+
+
+def test_qemu_exiting_at_start_is_reported_with_its_words(paths: HomePaths) -> None:
+    """The monitor broke off a moment before QEMU's exit was seen, and the user read
+    "QEMU's monitor did not answer within 30 s" instead of QEMU's own line."""
+
+    async def go() -> None:
+        runner = ExitsAtStartRunner()
+
+        async def connect(path: str, name: str, timeout: float) -> FakeQmp:
+            raise QmpError("QEMU's monitor broke off the connection: EOFError")
+
+        worker = Worker(
+            make_config(paths), paths, "tcg", WorkerEnv(runner=runner, connect_qmp=connect)
+        )
+        with pytest.raises(PyhvError, match=r"^QEMU failed to start: qemu: could not open kernel"):
+            await worker.run(restore=False)
+        assert worker.status.state == VmState.OFF
 
     asyncio.run(go())
