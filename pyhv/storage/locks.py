@@ -11,7 +11,9 @@ writes its parent; a worker may read a disk it serves), so the locks are counted
 one locked descriptor per file, upgraded and downgraded.
 
 A refused lock names its holder: the pid comes from ``/proc/locks``, the name from the holder's
-``PYHV_DISK_HOLDER`` environment variable (the worker launcher sets ``VM 'web1'``).
+``PYHV_DISK_HOLDER`` environment variable (the worker launcher sets ``VM 'web1'``) or, for a
+process forked without an exec (a worker of the fork server, whose ``/proc`` environment is
+the server's), from ``PYHV_DISK_HOLDER=…`` at the end of its process title.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def describe_holder(pids: list[int]) -> str:
     if not pids:
         return "another process"
     pid = pids[0]
-    name = _environ_value(pid, HOLDER_ENV)
+    name = _environ_value(pid, HOLDER_ENV) or _title_value(pid, HOLDER_ENV)
     if name:
         return f"{name} (pid {pid})"
     try:
@@ -177,6 +179,21 @@ def holder_pids(proc_locks: str, key: FileKey, *, exclude: int | None = None) ->
         if pid > 0 and pid != exclude and pid not in pids:
             pids.append(pid)
     return pids
+
+
+def holder_title(title: str, holder: str | None) -> str:
+    """``title`` naming ``holder`` for :func:`describe_holder`, for a process whose environment
+    in ``/proc`` is not its own."""
+    return f"{title} {HOLDER_ENV}={holder}" if holder else title
+
+
+def _title_value(pid: int, name: str) -> str | None:
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return None
+    _, _, value = title.decode(errors="replace").partition(f" {name}=")
+    return value or None
 
 
 def _environ_value(pid: int, name: str) -> str | None:

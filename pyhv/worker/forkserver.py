@@ -34,6 +34,7 @@ from setproctitle import setproctitle
 
 from pyhv.storage.chains import driver_for
 from pyhv.storage.image import ImageFormat
+from pyhv.storage.locks import HOLDER_ENV, holder_title
 from pyhv.worker import __main__ as worker_main
 from pyhv.worker.spawner import MAX_MESSAGE
 
@@ -85,8 +86,10 @@ def become_worker(request: dict[str, Any], inherited: list[socket.socket | int])
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         args = [str(a) for a in request["args"]]
-        # What `ps` shows, and what worker_alive() recognises a VM's worker by.
-        setproctitle(" ".join(["pyhv-worker", *args]))
+        # What `ps` shows, what worker_alive() recognises a VM's worker by, and what names
+        # the VM when another process finds one of its disks locked.
+        title = " ".join(["pyhv-worker", *args])
+        setproctitle(holder_title(title, request["env"].get(HOLDER_ENV)))
         code = run_worker(args)
     except BaseException:
         traceback.print_exc()
