@@ -403,22 +403,28 @@ class PyhvClient:
         body = ExportRequest(path=str(path)).model_dump_json()
         return self._job("POST", f"{_vm_url(vm)}/export", wait, content=body)
 
-    def compare_vm(self, path: str | Path, mode: ImportMode | None = None) -> CompatibilityReport:
+    def compare_vm(
+        self, path: str | Path, mode: ImportMode | None = None, *, new_name: str | None = None
+    ) -> CompatibilityReport:
         """Compare-VM: what keeps the export at ``path`` from importing here (``mode``:
-        register in place unless given)."""
-        from pyhv.service.schemas import CompatibilityReport, ImportMode, ImportRequest
+        register in place unless given), under ``new_name`` when given."""
+        from pyhv.service.schemas import CompatibilityReport
 
-        body = ImportRequest(path=str(path), mode=mode or ImportMode.REGISTER).model_dump_json()
+        body = _import_request(path, mode, new_name)
         response = self._request("POST", "/vms/import/report", content=body)
         return CompatibilityReport.model_validate_json(response.body)
 
     def import_vm(
-        self, path: str | Path, mode: ImportMode | None = None, *, wait: bool = False
+        self,
+        path: str | Path,
+        mode: ImportMode | None = None,
+        *,
+        new_name: str | None = None,
+        wait: bool = False,
     ) -> Job:
-        """Import-VM: register in place (unless ``mode`` says), copy, or copy with a new id."""
-        from pyhv.service.schemas import ImportMode, ImportRequest
-
-        body = ImportRequest(path=str(path), mode=mode or ImportMode.REGISTER).model_dump_json()
+        """Import-VM: register in place (unless ``mode`` says), copy, or copy with a new id;
+        under ``new_name`` when given (VM names are unique)."""
+        body = _import_request(path, mode, new_name)
         return self._job("POST", "/vms/import", wait, content=body)
 
     # -- checkpoints: name is a checkpoint's name or id ----------------------------------------
@@ -623,6 +629,14 @@ def _vm_url(vm: str) -> str:
     if "/" in vm:
         raise NotFoundError(f"no VM named {vm!r}: VM names have no '/'")
     return f"/vms/{quote(vm, safe='')}"
+
+
+def _import_request(path: str | Path, mode: ImportMode | None, new_name: str | None) -> str:
+    from pyhv.service.schemas import ImportMode, ImportRequest
+
+    request = ImportRequest(path=str(path), mode=mode or ImportMode.REGISTER, new_name=new_name)
+    # No new_name key without one: a pyhvd that predates it refuses unknown keys.
+    return request.model_dump_json(exclude_none=True)
 
 
 def _checkpoint_url(vm: str, name: str) -> str:

@@ -476,10 +476,7 @@ def _running(entry: VmEntry) -> bool:
 
 def _check_name_free(registry: VmRegistry, name: str, vm_id: str) -> None:
     """:raises ConfigError: a name of a VM id's form. :raises ConflictError: a name taken."""
-    if _has_id_form(name):
-        # Commands take a name or an id, ids first: such a name would reach the VM with that
-        # id, and `pyhv vm remove NAME` remove the wrong VM.
-        raise ConfigError(f"VM name {name!r} has the form of a VM id: choose another name")
+    check_name_form(name)
     other = registry.name_taken(name, by_other_than=vm_id)
     if other is not None:
         raise ConflictError(
@@ -487,12 +484,19 @@ def _check_name_free(registry: VmRegistry, name: str, vm_id: str) -> None:
         )
 
 
-def _has_id_form(text: str) -> bool:
-    """Written as VM ids are (a UUID in its canonical form), so a lookup could take it for one."""
+def check_name_form(name: str) -> None:
+    """Commands take a name or an id, ids first: a name written as VM ids are (a UUID in its
+    canonical form) would reach the VM with that id, and `pyhv vm remove NAME` remove the
+    wrong VM.
+
+    :raises ConfigError: for such a name.
+    """
     try:
-        return str(uuid.UUID(text)) == text
+        id_form = str(uuid.UUID(name)) == name
     except ValueError:
-        return False
+        id_form = False
+    if id_form:
+        raise ConfigError(f"VM name {name!r} has the form of a VM id: choose another name")
 
 
 def _check_disks_free(registry: VmRegistry, config: VmConfig) -> None:

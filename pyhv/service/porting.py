@@ -11,14 +11,16 @@ import asyncio
 import uuid
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from pyhv.errors import ConflictError, StateError
-from pyhv.model import VmConfig, VmState
+from pyhv.model import VmConfig, VmState, config_error
 from pyhv.paths import SAVED_STATE, SAVED_STATE_INFO
 from pyhv.saved_state_file import saved_paused
 from pyhv.service.commands import CreateVm
 from pyhv.service.confine import confine_config
 from pyhv.service.jobs import Job, JobContext
-from pyhv.service.manager import VmManager
+from pyhv.service.manager import VmManager, check_name_form
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.registry import adopt_saved_state
 from pyhv.service.schemas import CompatibilityReport, ExportRequest, ImportMode, ImportRequest
@@ -55,6 +57,7 @@ class VmPorter:
         the storage roots."""
         folder = self.m.roots.confine(request.path, "import folder")
         config, _ = await asyncio.to_thread(read_export, folder)
+        config = renamed(config, request.new_name)
         return await asyncio.to_thread(self._compare, config, request.mode)
 
     def _compare(self, config: VmConfig, mode: ImportMode) -> CompatibilityReport:
@@ -69,17 +72,23 @@ class VmPorter:
         )
 
     async def import_(self, request: ImportRequest) -> Job:
-        """Refuse what Compare-VM reports, then register or copy as a job.
+        """Refuse what Compare-VM reports, then register or copy as a job, under the new name
+        when the request gives one (the inventory's vm.json has it; the export's stays as is).
 
         :raises ConflictError: naming the first problem of the compatibility report.
+        :raises ConfigError: the new name is not a valid VM name.
         """
         folder = self.m.roots.confine(request.path, "import folder")
-        config, policy = await asyncio.to_thread(read_export, folder)
+        exported, policy = await asyncio.to_thread(read_export, folder)
+        config = renamed(exported, request.new_name)
         report = await asyncio.to_thread(self._compare, config, request.mode)
         if not report.compatible:
             more = len(report.problems) - 1
             extra = f" (and {more} more: see POST /vms/import/report)" if more else ""
-            raise ConflictError(f"cannot import {config.name!r}: {report.problems[0]}{extra}")
+            what = repr(exported.name)
+            if config.name != exported.name:
+                what += f" as {config.name!r}"
+            raise ConflictError(f"cannot import {what}: {report.problems[0]}{extra}")
         confine_config(config, self.m.roots)
 
         async def run(ctx: JobContext) -> None:
@@ -114,3 +123,19 @@ class VmPorter:
                 keep_source=mode == ImportMode.REGISTER,
             )
             await self.m.refresh()
+
+
+def renamed(config: VmConfig, new_name: str | None) -> VmConfig:
+    """The exported VM under ``new_name`` (unchanged for None), held to a new VM's name rules;
+    whether another VM has the name is Compare-VM's to say.
+
+    :raises ConfigError: an invalid name, or one of a VM id's form.
+    """
+    if new_name is None:
+        return config
+    try:
+        config = VmConfig.model_validate(config.model_dump() | {"name": new_name})
+    except ValidationError as err:
+        raise config_error(err) from None
+    check_name_form(new_name)
+    return config

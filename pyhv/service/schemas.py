@@ -154,12 +154,22 @@ class ExportRequest(BaseModel):
 
 
 class ImportRequest(BaseModel):
-    """``POST /vms/import`` and ``/vms/import/report``: an export folder and how to take it."""
+    """``POST /vms/import`` and ``/vms/import/report``: an export folder and how to take it.
+
+    ``new_name`` imports the VM under that name instead of the exported one (VM names are
+    unique here, unlike Hyper-V's); it follows the rules of a new VM's name.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     path: str
     mode: ImportMode = ImportMode.REGISTER
+    new_name: str | None = None
+
+
+# How Compare-VM's problems end when the id or the name is taken; the CLI adds its option.
+ID_TAKEN_HINT = "import with a new id"
+NAME_TAKEN_HINT = "import under another name"
 
 
 class CompatibilityReport(BaseModel):

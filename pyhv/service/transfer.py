@@ -23,7 +23,12 @@ from pyhv.errors import ConflictError, NotFoundError
 from pyhv.model import VmConfig, config_error, parse_vm_config
 from pyhv.paths import SAVED_STATE, SAVED_STATE_INFO, HomePaths
 from pyhv.service.policies import ProcessorPolicy
-from pyhv.service.schemas import CompatibilityReport, ImportMode
+from pyhv.service.schemas import (
+    ID_TAKEN_HINT,
+    NAME_TAKEN_HINT,
+    CompatibilityReport,
+    ImportMode,
+)
 from pyhv.storage import open_image
 from pyhv.storage.operations import check_chain, set_parent
 
@@ -152,12 +157,15 @@ def compare(
     host_memory_mib: int,
     known_switches: set[str],
 ) -> CompatibilityReport:
-    """Compare-VM: every reason the import would fail or the VM would not start here."""
+    """Compare-VM: every reason the import would fail or the VM would not start here.
+
+    ``config`` is the VM as it would be imported: under its new name, when it gets one.
+    """
     problems = []
     if mode != ImportMode.COPY_NEW_ID and config.id in ids:
-        problems.append(f"a VM with id {config.id} already exists: import with a new id")
+        problems.append(f"a VM with id {config.id} already exists: {ID_TAKEN_HINT}")
     if config.name in names:
-        problems.append(f"a VM named {config.name!r} already exists: import under another name")
+        problems.append(f"a VM named {config.name!r} already exists: {NAME_TAKEN_HINT}")
     for c, disk in config.disks():
         problems += [f"disk {c}:{disk.slot}: {p}" for p in check_chain(disk.path)]
     for n, nic in enumerate(config.network_adapters):

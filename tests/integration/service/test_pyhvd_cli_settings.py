@@ -139,3 +139,56 @@ def test_export_compare_import(pyhvd: Pyhvd) -> None:
     assert copied.returncode == 0, copied.stderr
     new_id = c.get_vm("exp").config.id
     assert new_id != original and copied.stdout == f"imported VM 'exp' ({new_id}): it is Off\n"
+
+
+def test_import_twice_under_a_new_name(pyhvd: Pyhvd) -> None:
+    disks = pyhvd.home / "disks"
+    create_image(disks / "web.vhdx", CreateSpec(size=8 * MiB))
+    c = pyhvd.client()
+    config = VmConfig.model_validate(
+        {
+            "name": "web",
+            "memory_startup_mib": 64,
+            "scsi_controllers": [{"disks": [{"slot": 0, "path": str(disks / "web.vhdx")}]}],
+        }
+    )
+    original = c.create_vm(config).config.id
+    folder = disks / "web-export"
+    assert run(pyhvd, "vm", "export", "web", str(folder)).returncode == 0
+    c.remove_vm("web")
+    first = run(pyhvd, "vm", "import", str(folder))
+    assert first.stdout == f"imported VM 'web' ({original}): it is Off\n", first.stderr
+
+    clash = run(pyhvd, "vm", "compare", str(folder), "--new-id")
+    assert (clash.returncode, clash.stdout.splitlines()[1:]) == (
+        1,
+        ["  a VM named 'web' already exists: import under another name (--new-name)"],
+    )
+    assert one_line(run(pyhvd, "vm", "import", str(folder), "--new-id"), 2) == (
+        "cannot import 'web': a VM named 'web' already exists: import under another name "
+        f"(--new-name); see `pyhv vm compare {folder}`"
+    )
+    # Registered in place once already: the second import needs a new id as well.
+    assert one_line(run(pyhvd, "vm", "import", str(folder), "--new-name", "web-2"), 2) == (
+        f"cannot import 'web-2': a VM with id {original} already exists: import with a new id "
+        f"(--new-id); see `pyhv vm compare {folder} --new-name web-2`"
+    )
+    bad = one_line(run(pyhvd, "vm", "import", str(folder), "--new-id", "--new-name", original), 2)
+    assert bad == f"VM name '{original}' has the form of a VM id: choose another name"
+
+    fits = run(pyhvd, "vm", "compare", str(folder), "--new-id", "--new-name", "web-2")
+    assert (fits.returncode, fits.stdout) == (
+        0,
+        f"VM 'web-2' ({original}) can be imported (copy-new-id)\n",
+    )
+    second = run(pyhvd, "vm", "import", str(folder), "--new-id", "--new-name", "web-2")
+    assert second.returncode == 0, second.stderr
+    new_id = c.get_vm("web-2").config.id
+    assert new_id != original and second.stdout == f"imported VM 'web-2' ({new_id}): it is Off\n"
+    listed = run(pyhvd, "vm", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted((vm["name"], vm["id"]) for vm in json.loads(listed.stdout)) == [
+        ("web", original),
+        ("web-2", new_id),
+    ]
+    assert json.loads((folder / "vm.json").read_text())["name"] == "web"

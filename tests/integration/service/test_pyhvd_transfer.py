@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pyhvd_harness import Pyhvd
 
-from pyhv.errors import ConflictError, PermissionDenied, StateError
+from pyhv.errors import ConfigError, ConflictError, PermissionDenied, StateError
 from pyhv.model import VmConfig
+from pyhv.paths import HomePaths
 from pyhv.service.jobs import JobState
 from pyhv.service.policies import ProcessorPolicy
 from pyhv.service.schemas import ImportMode
@@ -80,3 +83,41 @@ def test_export_needs_the_vm_at_rest(pyhvd: Pyhvd) -> None:
             c.export_vm("busy", pyhvd.home / "disks" / "x")
     finally:
         c.turn_off("busy", wait=True)
+
+
+def test_import_under_a_new_name(pyhvd: Pyhvd) -> None:
+    """pyhv's VM names are unique: an export whose name is taken imports under another one."""
+    c = pyhvd.client()
+    original = c.create_vm(vm_with_chain(pyhvd)).config
+    folder = pyhvd.home / "disks" / "exp-named"
+    c.export_vm("exp", folder, wait=True)
+
+    taken = c.compare_vm(folder, ImportMode.COPY_NEW_ID)
+    assert taken.problems == ["a VM named 'exp' already exists: import under another name"]
+    with pytest.raises(ConfigError, match="has the form of a VM id"):
+        c.compare_vm(folder, ImportMode.COPY_NEW_ID, new_name=original.id)
+    with pytest.raises(ConfigError, match="must not contain '/'"):
+        c.import_vm(folder, ImportMode.COPY_NEW_ID, new_name="a/b")
+
+    fits = c.compare_vm(folder, ImportMode.COPY_NEW_ID, new_name="exp-copy")
+    assert (fits.name, fits.compatible) == ("exp-copy", True)
+    c.import_vm(folder, ImportMode.COPY_NEW_ID, new_name="exp-copy", wait=True)
+    copy = c.get_vm("exp-copy").config
+    assert copy.id != original.id
+    with pytest.raises(ConflictError) as refused:
+        c.import_vm(folder, ImportMode.COPY_NEW_ID, new_name="exp-copy")
+    assert str(refused.value) == (
+        "cannot import 'exp' as 'exp-copy': "
+        "a VM named 'exp-copy' already exists: import under another name"
+    )
+
+    # Registered in place: the inventory's configuration has the new name, the export's not.
+    c.remove_vm("exp")
+    c.import_vm(folder, new_name="exp-here", wait=True)
+    here = c.get_vm("exp-here").config
+    assert here.id == original.id
+    assert here.scsi_controllers[0].disks[0].path.parent == folder / "disks"
+    stored = HomePaths(pyhvd.home).vm_config(here.id)
+    assert json.loads(stored.read_text())["name"] == "exp-here"
+    assert json.loads((folder / "vm.json").read_text())["name"] == "exp"
+    assert sorted(vm.name for vm in c.list_vms()) == ["exp-copy", "exp-here"]

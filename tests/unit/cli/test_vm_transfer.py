@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pyhv.cli.app import main
-from pyhv.cli.vm_transfer import import_mode, report_lines
+from pyhv.cli.vm_transfer import cli_words, import_mode, report_lines
 from pyhv.errors import UsageError
 from pyhv.service.schemas import CompatibilityReport, ImportMode
 
@@ -35,13 +35,25 @@ def test_register_excludes_copying(copy: bool, new_id: bool) -> None:
 def test_report_lines() -> None:
     fine = CompatibilityReport(vm_id="i", name="web", compatible=True, problems=[])
     assert report_lines(fine, ImportMode.COPY) == ["VM 'web' (i) can be imported (copy)"]
-    problems = ["a VM named 'web' already exists: import under another name", "disk 0:0: gone"]
+    problems = [
+        "a VM with id i already exists: import with a new id",
+        "a VM named 'web' already exists: import under another name",
+        "disk 0:0: gone",
+    ]
     clash = CompatibilityReport(vm_id="i", name="web", compatible=False, problems=problems)
     assert report_lines(clash, ImportMode.REGISTER) == [
         "VM 'web' (i) cannot be imported (register):",
-        "  a VM named 'web' already exists: import under another name",
+        "  a VM with id i already exists: import with a new id (--new-id)",
+        "  a VM named 'web' already exists: import under another name (--new-name)",
         "  disk 0:0: gone",
     ]
+
+
+def test_problems_name_the_option_that_gets_around_them() -> None:
+    taken = "a VM named 'web' already exists: import under another name"
+    assert cli_words(taken) == f"{taken} (--new-name)"
+    unknown = "network adapter 0: unknown virtual switch 'import under another name'"
+    assert cli_words(unknown) == unknown
 
 
 @pytest.mark.parametrize("verb", ["import", "compare"])
