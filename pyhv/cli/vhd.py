@@ -271,7 +271,9 @@ def resize(
     """Grow a disk, or shrink a VHDX (Resize-VHD)."""
     new_size = parse_positive_size(size, "size")
     old = resize_image(path, new_size)
-    print(f"{path}: virtual size {format_size(old)} -> {format_size(new_size)}")
+    with open_layer(path, lock=False) as layer:  # formats round up to whole sectors: say so
+        new_size = layer.size
+    print(f"{path}: virtual size {_size(old)} -> {_size(new_size)}")
 
 
 @app.command()

@@ -8,14 +8,22 @@ images older than Virtual PC 2004). Anything else is raw.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
+from pyhv.errors import InvalidFormat
 from pyhv.storage.fileio import os_errors, pread_exact
 from pyhv.storage.image import ImageFormat
 
 VHDX_SIGNATURE = b"vhdxfile"
 VHD_COOKIE = b"conectix"
 _TAIL = 512
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+}
 
 
 def classify(head: bytes, tail: bytes) -> ImageFormat:
@@ -32,9 +40,17 @@ def classify(head: bytes, tail: bytes) -> ImageFormat:
 def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
     """Format of the file at ``path``.
 
+    :raises InvalidFormat: a directory, FIFO, socket or character device.
     :raises StorageError: when the file cannot be read.
     """
     p = Path(path)
+    with os_errors(p, "open"):
+        mode = os.stat(p).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        # a FIFO would block the open forever, and no other kind of file holds a disk
+        raise InvalidFormat(
+            f"{p} is {_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a disk image"
+        )
     with os_errors(p, "open"):
         fd = os.open(p, os.O_RDONLY)
     try:

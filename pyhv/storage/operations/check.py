@@ -62,10 +62,11 @@ def check_chain(path: str | os.PathLike[str], repair: bool = False) -> list[str]
 def _open_checked(path: Path, repair: bool, problems: list[str]) -> DiskImage | None:
     """The format's own check, then the file opened alone; None when it cannot be opened."""
     try:
+        driver = driver_for(detect_format(path))  # first: it refuses what is no file to open
         # A repair writes the file behind the image layer's back: lock it like a writable open.
         held = lock_image(path, exclusive=True) if repair else None
         try:
-            found = driver_for(detect_format(path)).check(path, repair)
+            found = driver.check(path, repair)
         finally:
             if held is not None:
                 held.release()

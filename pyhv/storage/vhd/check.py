@@ -12,7 +12,13 @@ from pathlib import Path
 from pyhv.errors import PyhvError
 from pyhv.storage.fileio import os_errors, pread_exact, pwrite_all
 from pyhv.storage.vhd import bat as batlib
-from pyhv.storage.vhd.footer import Footer, footer_problems, is_resize_lag, parse_footer
+from pyhv.storage.vhd.footer import (
+    Footer,
+    footer_problems,
+    is_resize_lag,
+    parse_footer,
+    same_fields,
+)
 from pyhv.storage.vhd.header import DynamicHeader, parse_header
 from pyhv.storage.vhd.structs import (
     DISK_TYPE_DIFFERENCING,
@@ -64,17 +70,24 @@ class _Checker:
         return self.problems
 
     def _footers(self) -> Footer | None:
-        end = self.footer_offset = self.file_size - FOOTER_SIZE
+        end = self.file_size - FOOTER_SIZE
         tail = pread_exact(self.fd, FOOTER_SIZE, end)
         head = pread_exact(self.fd, FOOTER_SIZE, 0)
+        legacy = not tail.startswith(FOOTER_COOKIE) and tail[1:].startswith(FOOTER_COOKIE)
+        if legacy:  # a 511-byte footer (before Virtual PC 2004): its copy is 511 bytes too
+            end, tail, head = end + 1, tail[1:], head[:-1]
+        self.footer_offset = end
         tail_bad = footer_problems(tail)
         head_is_copy = head.startswith(FOOTER_COOKIE)
         if not tail_bad:
-            footer = self._parse(tail, "footer")
+            footer = self._parse(tail, "legacy 511-byte footer" if legacy else "footer")
             if footer is not None and footer.disk_type != DISK_TYPE_FIXED and head != tail:
                 why = footer_problems(head)
-                if not why and is_resize_lag(parse_footer(head), footer):
-                    if self.repair:  # benign: an interrupted resize; open refreshes it too
+                parsed = None if why else parse_footer(head)
+                if parsed is not None and same_fields(parsed, footer):
+                    return footer  # only reserved bytes differ
+                if parsed is not None and is_resize_lag(parsed, footer):
+                    if self.repair:  # benign: an interrupted resize; a flush refreshes it too
                         self._fix("footer copy at offset 0 predates the last resize", tail, 0)
                     return footer
                 why = why or ["differs from the footer at end of file"]
@@ -85,9 +98,6 @@ class _Checker:
             if footer is not None and footer.disk_type != DISK_TYPE_FIXED:
                 self._fix(f"footer at end of file: {tail_bad[0]}", head, end)
                 return footer
-        if tail[1:].startswith(FOOTER_COOKIE) and not footer_problems(tail[1:]):
-            self.footer_offset = end + 1
-            return self._parse(tail[1:], "legacy 511-byte footer")
         copy = f"; copy at offset 0: {footer_problems(head)[0]}" if head_is_copy else ""
         self.report(f"footer at end of file: {tail_bad[0]}{copy}")
         return None
@@ -161,8 +171,7 @@ class _Checker:
         raw = pread_exact(self.fd, h.max_table_entries * 4, h.table_offset)
         table = batlib.parse_bat(raw, h.max_table_entries)
         record = batlib.bitmap_size(h.block_size) + h.block_size
-        limit = self.file_size - FOOTER_SIZE
-        for line in batlib.bat_problems(table, record, self._reserved(f, h), limit):
+        for line in batlib.bat_problems(table, record, self._reserved(f, h), self.footer_offset):
             self.report(line)
 
     def _locators(self, f: Footer, h: DynamicHeader) -> None:

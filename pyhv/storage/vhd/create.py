@@ -149,9 +149,15 @@ def create_vhd(path: Path, spec: CreateSpec, parent: DiskImage | None) -> None:
         raise UsageError("VHD supports only 512-byte sectors; use .vhdx for 4096-byte sectors")
     if parent is not None:
         if parent.format != ImageFormat.VHD:
+            # a VHDX child can have a VHD or VHDX parent; a raw file can be no one's parent
+            hint = (
+                "convert the parent first"
+                if parent.format == ImageFormat.RAW
+                else "name the child .avhdx or .vhdx"
+            )
             raise UnsupportedFeature(
                 f"{path}: a VHD differencing disk needs a VHD parent, not {parent.format.value}; "
-                "name the child .avhdx or .vhdx"
+                + hint
             )
         disk_type, size = DiskType.DIFFERENCING, parent.size
     else:

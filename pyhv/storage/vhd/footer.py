@@ -68,6 +68,12 @@ def is_resize_lag(copy: Footer, footer: Footer) -> bool:
     return copy.replace(**same) == footer.replace(**same)
 
 
+def same_fields(copy: Footer, footer: Footer) -> bool:
+    """Equal in every field a reader uses: copies that differ only in reserved bytes (and so in
+    their checksums) describe the same disk, and there is nothing to refresh or report."""
+    return copy.replace(checksum=0) == footer.replace(checksum=0)
+
+
 def footer_problems(buf: bytes) -> list[str]:
     """Why ``buf`` is not a valid footer (empty when it is)."""
     if len(buf) < FOOTER_SIZE - 1 or not buf.startswith(FOOTER_COOKIE):
@@ -132,7 +138,7 @@ def choose_footer(head: bytes, tail: bytes, file_size: int) -> FooterChoice:
         stale = (
             footer.disk_type != DISK_TYPE_FIXED  # a fixed disk's offset 0 is guest data
             and copy is not None
-            and head != tail
+            and not same_fields(copy, footer)
             and is_resize_lag(copy, footer)
         )
         return FooterChoice(footer, offset, stale_copy=stale)

@@ -117,10 +117,17 @@ class VhdImage(DiskImage):
         except (InvalidFormat, CorruptImage, UnsupportedFeature) as e:
             raise type(e)(f"{self.path}: {e}") from e
         self.footer_problems.extend(choice.problems)
-        if choice.stale_copy and self.writable:
-            pwrite_all(self.fd, tail, 0)  # finish an interrupted resize
-            os.fsync(self.fd)
+        # the footer's own bytes: a legacy footer is the last 511 bytes, not 512
+        self._stale_copy = tail[choice.offset - end :] if choice.stale_copy else None
         return choice.footer, choice.offset
+
+    def _finish_interrupted_resize(self) -> None:
+        """Refresh a copy at offset 0 that lags an interrupted resize (the end-of-file footer
+        is authoritative, so readers never needed it). Done at the first flush, not at open:
+        an open whose operation is then refused (a shrink, a damaged BAT) changes nothing."""
+        if self._stale_copy is not None:
+            pwrite_all(self.fd, self._stale_copy, 0)
+            self._stale_copy = None
 
     def _load_dynamic(self) -> None:
         f = self.footer
@@ -379,6 +386,7 @@ class VhdImage(DiskImage):
         if not self.writable:
             return
         with self.lock, os_errors(self.path, "flush"):
+            self._finish_interrupted_resize()
             os.fsync(self.fd)
             if not (self._pending_bat or self._pending_bitmaps):
                 return

@@ -43,12 +43,12 @@ def resize(img: VhdImage, new_size: int) -> None:
     The creator becomes pyhv's (``win ``) so every reader takes the new current_size.
     """
     new = validate_size(new_size)
+    if new < img.size:  # refused before anything is written
+        raise UnsupportedFeature(
+            f"{img.path}: VHD cannot shrink ({img.size} → {new}); convert to VHDX first"
+        )
     img.flush()  # pending BAT entries first: the steps below rewrite the table
     with img.lock, os_errors(img.path, "resize"):
-        if new < img.size:
-            raise UnsupportedFeature(
-                f"{img.path}: VHD cannot shrink ({img.size} → {new}); convert to VHDX first"
-            )
         if new == img.size:
             return
         if img.header is None:

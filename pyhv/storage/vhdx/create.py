@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyhv
-from pyhv.errors import UsageError
-from pyhv.storage.image import CreateSpec, DiskImage, DiskType
+from pyhv.errors import UnsupportedFeature, UsageError
+from pyhv.storage.image import CreateSpec, DiskImage, DiskType, ImageFormat
 from pyhv.storage.vhdx import bat as batlib
 from pyhv.storage.vhdx import header as hdr
 from pyhv.storage.vhdx import structs as s
@@ -43,11 +43,18 @@ def disk_params(spec: CreateSpec, parent: DiskImage | None, child: Path) -> Disk
     """Validated parameters of the new disk.
 
     :raises UsageError: sizes or sector sizes outside what VHDX allows.
+    :raises UnsupportedFeature: a raw parent.
     """
     diff = spec.disk_type is DiskType.DIFFERENCING
     if diff and parent is None:
         raise UsageError("a differencing disk needs a parent")
     if parent is not None and diff:
+        if parent.format is ImageFormat.RAW:
+            # a raw file has no identity to link to, so the child could never be opened
+            raise UnsupportedFeature(
+                f"{child}: a differencing disk needs a VHD or VHDX parent, not raw; "
+                "convert the parent first"
+            )
         lss, pss, size = parent.logical_sector_size, parent.physical_sector_size, parent.size
         default_block = s.DEFAULT_DIFFERENCING_BLOCK_SIZE
         try:

@@ -9,7 +9,8 @@ image module stays about reading and writing; file access goes through ``image.f
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,10 +93,6 @@ def resize(image: VhdxImage, new_size: int) -> None:
         old_g = image.geometry
         new_g = dataclasses.replace(old_g, virtual_size=new_size)
         bat = list(image.bat[: new_g.entry_count]) + [0] * (new_g.entry_count - len(image.bat))
-        if new_size > image.size:
-            _clear_tail_of_last_block(image, old_g)
-            if image.disk_type is DiskType.FIXED:
-                _allocate_fixed_blocks(image, bat, old_g, new_g)
         region = replace_item(
             image.layout.metadata,
             image.layout.items,
@@ -105,15 +102,23 @@ def resize(image: VhdxImage, new_size: int) -> None:
         md_sectors = changed_sectors(
             image.layout.metadata, region, image.regions.metadata.file_offset
         )
-        bat_sectors = _bat_changes(image, bat)
-        capacity = image.header.log_length // SECTOR - 4
-        if (
-            new_g.bat_bytes <= image.regions.bat.length
-            and len(bat_sectors) + len(md_sectors) <= capacity
-        ):
+        with _space_given_back_on_failure(image):
+            if new_size > image.size and image.disk_type is DiskType.FIXED:
+                _allocate_fixed_blocks(image, bat, old_g, new_g)
+            bat_sectors = _bat_changes(image, bat)
+            capacity = image.header.log_length // SECTOR - 4
+            moved = None
+            if (
+                new_g.bat_bytes > image.regions.bat.length
+                or len(bat_sectors) + len(md_sectors) > capacity
+            ):
+                moved = _write_bat_copy(image, bat, new_g)
+            if new_size > image.size:
+                _clear_tail_of_last_block(image, old_g)
+        if moved is None:
             image._transaction({**bat_sectors, **md_sectors})
         else:
-            _relocate_bat(image, bat, new_g, md_sectors)
+            _switch_bat(image, moved, md_sectors)
         image.layout.bat = bat
         image.layout.geometry = new_g
         image.layout.set_metadata(region)
@@ -142,28 +147,47 @@ def _clear_tail_of_last_block(image: VhdxImage, g: batlib.BatGeometry) -> None:
         image.file.write_zeros(batlib.entry_offset(entry) + used, g.block_size - used)
 
 
+@contextmanager
+def _space_given_back_on_failure(image: VhdxImage) -> Iterator[None]:
+    """Space taken at the end of the file before the log transaction that would point at it
+    is unreferenced: when a step fails (the file system's size limit, no space left) the file
+    goes back to its old length, so a refused resize leaves the file as it found it."""
+    alloc_end, file_size = image.layout.alloc_end, image.file.size()
+    try:
+        yield
+    except BaseException:
+        image.layout.alloc_end = alloc_end
+        image.file.truncate(file_size)
+        raise
+
+
 def _allocate_fixed_blocks(
     image: VhdxImage, bat: list[int], old_g: batlib.BatGeometry, new_g: batlib.BatGeometry
 ) -> None:
-    first = image.layout.alloc_end
-    for block in range(old_g.payload_blocks, new_g.payload_blocks):
-        offset = image._allocate(new_g.block_size)
+    """The new blocks in one run at the end: one truncate and one fallocate for them all."""
+    count = new_g.payload_blocks - old_g.payload_blocks
+    if not count:
+        return
+    first = image._allocate(count * new_g.block_size)
+    for i, block in enumerate(range(old_g.payload_blocks, new_g.payload_blocks)):
+        offset = first + i * new_g.block_size
         bat[new_g.payload_index(block)] = batlib.pack_entry(s.PayloadState.FULLY_PRESENT, offset)
     image.file.preallocate(first, image.layout.alloc_end - first)
 
 
-def _relocate_bat(
-    image: VhdxImage, bat: list[int], g: batlib.BatGeometry, md_sectors: dict[int, bytes]
-) -> None:
-    """Write the BAT to fresh space at the end (with room to grow), then switch the region
-    tables and the size in one log transaction; the old BAT region becomes free space."""
+def _write_bat_copy(image: VhdxImage, bat: list[int], g: batlib.BatGeometry) -> Region:
+    """The BAT written to fresh space at the end (with room to grow); nothing points at it yet."""
     length = max(batlib.bat_region_length(g), 2 * image.regions.bat.length)
     offset = image._allocate(length)
     image.file.pwrite(offset, batlib.pack_bat(bat))
+    return Region(s.BAT_REGION_GUID, offset, length, image.regions.bat.required)
+
+
+def _switch_bat(image: VhdxImage, moved: Region, md_sectors: dict[int, bytes]) -> None:
+    """Switch the region tables to the BAT copy and the size in one log transaction; the old
+    BAT region becomes free space."""
     old = image.regions
-    table = RegionTable(
-        Region(s.BAT_REGION_GUID, offset, length, old.bat.required), old.metadata, old.others
-    )
+    table = RegionTable(moved, old.metadata, old.others)
     packed = pack_region_table(table)
     sectors = dict(md_sectors)
     for base in s.REGION_TABLE_OFFSETS:
@@ -173,7 +197,7 @@ def _relocate_bat(
     image.layout.regions = table
     name = f"region {s.BAT_REGION_GUID}"
     others = [r for r in image.layout.reserved if r[2] != name]
-    image.layout.reserved = [*others, (offset, offset + length, name)]
+    image.layout.reserved = [*others, (moved.file_offset, moved.end, name)]
 
 
 def _block_reads_zero(image: VhdxImage, block: int) -> bool:

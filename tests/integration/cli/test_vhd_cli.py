@@ -181,6 +181,17 @@ def test_resize_shrinks_vhdx_but_not_below_minimum_and_refuses_vhd(tmp_path: Pat
 
 
 @pytest.mark.parametrize("ext", ["vhd", "vhdx"])
+def test_resize_reports_the_size_the_disk_got(tmp_path: Path, ext: str) -> None:
+    """Formats round a size up to whole sectors; the message says what the disk now has, not
+    what was asked for."""
+    path = tmp_path / f"d.{ext}"
+    ok("new", path, "--size", "1M")
+    out = ok("resize", path, "--size", "2000001")
+    assert out.strip().endswith("-> 1.9 MiB (2000384 bytes)")
+    assert info(path)["virtual_size"] == 2000384
+
+
+@pytest.mark.parametrize("ext", ["vhd", "vhdx"])
 def test_compact_shrinks_after_zeroing(tmp_path: Path, ext: str) -> None:
     path = tmp_path / f"d.{ext}"
     ok("new", path, "--size", "64M")

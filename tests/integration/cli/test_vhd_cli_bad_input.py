@@ -309,6 +309,15 @@ def test_new_with_parent_refuses_size_and_type(tmp_path: Path) -> None:
     fails_cleanly(tmp_path, "new", tmp_path / "c.avhdx", "--parent", tmp_path / "nope.vhdx")
 
 
+@pytest.mark.parametrize("child", ["c.avhd", "c.avhdx"])
+def test_new_refuses_a_raw_parent(tmp_path: Path, child: str) -> None:
+    """A VHDX child of a raw file used to be written, and then refused by its own `new`."""
+    raw = tmp_path / "p.img"
+    raw.write_bytes(b"r" * 1000)
+    line = fails_cleanly(tmp_path, "new", tmp_path / child, "--parent", raw)
+    assert "not raw" in line
+
+
 def test_convert_refuses_existing_target_and_unknown_extension(tmp_path: Path) -> None:
     src = new(tmp_path / "s.vhdx", "--size", "8M")
     dst = new(tmp_path / "d.vhd", "--size", "8M")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from pyhv.errors import InvalidFormat, NotFoundError, UsageError
 from pyhv.storage import CreateSpec, DiskType, ImageFormat, create_image, detect_format, open_image
+from pyhv.storage.operations import check_chain
 from pyhv.storage.probe import classify
 
 FOOTER = b"conectix" + bytes(504)
@@ -41,3 +43,18 @@ def test_refusals(tmp_path: Path) -> None:
         open_image(tmp_path)
     with pytest.raises(UsageError, match="extension"):
         create_image(tmp_path / "x.qcow2", CreateSpec(size=1 << 20))
+
+
+@pytest.mark.parametrize("name", ["fifo.vhd", "fifo.img"])
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path, name: str) -> None:
+    """Opening a FIFO blocks until a writer comes: every entry point refuses it from its type
+    first (open, check, check --repair), instead of hanging."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidFormat, match="is a FIFO, not a disk image"):
+        open_image(fifo)
+    for repair in (False, True):
+        (line,) = check_chain(fifo, repair=repair)
+        assert line.endswith("is a FIFO, not a disk image")
+    with pytest.raises(InvalidFormat, match="character device"):
+        detect_format("/dev/null")

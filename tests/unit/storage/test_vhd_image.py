@@ -251,12 +251,17 @@ def test_bad_input_gives_one_line_errors(tmp_path: Path) -> None:
         img.read(4 * MiB - 1, 2)
 
 
-def test_differencing_of_raw_parent_is_refused_without_leftovers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("child", ["c.avhd", "c.avhdx"])
+def test_differencing_of_raw_parent_is_refused_without_leftovers(
+    tmp_path: Path, child: str
+) -> None:
+    """A raw file has no identity a child could link to: a VHDX child of one used to be
+    written, then could never be opened (identity mismatch)."""
     raw = tmp_path / "p.img"
-    create_image(raw, CreateSpec(size=MiB))
-    with pytest.raises(UnsupportedFeature, match="VHD parent"):
-        create_image(tmp_path / "c.avhd", CreateSpec(size=0, parent=str(raw)))
-    assert not (tmp_path / "c.avhd").exists()
+    raw.write_bytes(b"r" * 1000)  # not even a whole sector
+    with pytest.raises(UnsupportedFeature, match="not raw; convert the parent first"):
+        create_image(tmp_path / child, CreateSpec(size=0, parent=str(raw)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.img"]
 
 
 def test_fixed_is_sparse_until_written_and_zeroes_punch_holes(tmp_path: Path) -> None:
@@ -301,8 +306,12 @@ def test_resize_interrupted_between_footers_is_benign(tmp_path: Path) -> None:
     assert check_vhd(path, repair=False) == []
     with open_image(path) as img:
         assert img.size == 2 * MiB
-    with open_image(path, writable=True):
-        pass
+    before = path.read_bytes()
+    with pytest.raises(UnsupportedFeature, match="cannot shrink"), open_image(path, True) as img:
+        img.resize(MiB)  # refused: the lagging copy stays as it is, like everything else
+    assert path.read_bytes() == before
+    with open_image(path, writable=True) as img:
+        img.flush()  # the first flush finishes the resize
     assert path.read_bytes()[:512] == path.read_bytes()[-512:]
 
 
@@ -316,6 +325,62 @@ def test_legacy_511_byte_footer(tmp_path: Path) -> None:
     with open_image(path) as img:
         assert img.size == MiB and img.read(0, 3) == b"old"
     assert check_vhd(path, repair=False) == []
+
+
+def test_legacy_511_byte_footer_of_dynamic_disk(tmp_path: Path) -> None:
+    """Its copy at offset 0 is the same 511 bytes: a writable open must not 'refresh' it with
+    the file's last 512 bytes (shifting it off its cookie), nor check --repair 'fix' the end
+    by writing 512 bytes over the last data byte."""
+    path = tmp_path / "old.vhd"
+    create_image(path, CreateSpec(size=4 * MiB, block_size=MiB))
+    with open_image(path, writable=True) as img:
+        img.write(0, b"old")
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size - 1)
+    before = path.read_bytes()
+    assert check_vhd(path, repair=False) == []
+    assert check_vhd(path, repair=True) == [] and path.read_bytes() == before
+    with open_image(path, writable=True) as img:
+        img.write(2 * MiB, b"new")
+    assert path.read_bytes()[:8] == b"conectix"
+    assert check_vhd(path, repair=False) == []
+    with open_image(path) as img:
+        assert img.read(0, 3) == b"old" and img.read(2 * MiB, 3) == b"new"
+
+
+def test_failed_writable_open_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    """A copy at offset 0 lagging an interrupted resize is refreshed by a writable open, but
+    only once the image proved sound: an open that fails changes nothing."""
+    path = tmp_path / "d.vhd"
+    create_image(path, CreateSpec(size=MiB))
+    head = path.read_bytes()[:512]
+    with open_image(path, writable=True) as img:
+        img.resize(2 * MiB)
+    with path.open("r+b") as f:
+        f.write(head)  # as if killed before the copy at offset 0 was rewritten
+        f.seek(1536)  # pyhv's BAT: entry 0 now points far past the end of the file
+        f.write(b"\x00\x10\x00\x00")
+    before = path.read_bytes()
+    with pytest.raises(CorruptImage, match="past the end of the file"):
+        open_image(path, writable=True)
+    assert path.read_bytes() == before
+
+
+def test_copies_differing_in_reserved_bytes_only_are_left_alone(tmp_path: Path) -> None:
+    """Such a copy describes the same disk: no resize to finish, nothing to report, and a
+    refused shrink (which opens the disk writable) must not rewrite it."""
+    path = tmp_path / "d.vhd"
+    create_image(path, CreateSpec(size=2 * MiB))
+    image = bytearray(path.read_bytes())
+    image[200] = 0x7F  # the reserved area of the copy at offset 0; then a valid checksum again
+    image[64:68] = bytes(4)
+    image[64:68] = (~sum(image[:512]) & 0xFFFFFFFF).to_bytes(4, "big")
+    path.write_bytes(image)
+    before = path.read_bytes()
+    assert check_vhd(path, repair=False) == []
+    with pytest.raises(UnsupportedFeature, match="cannot shrink"), open_image(path, True) as img:
+        img.resize(MiB)
+    assert path.read_bytes() == before
 
 
 def test_new_blocks_are_linked_at_flush_after_their_data(tmp_path: Path) -> None:

@@ -151,3 +151,11 @@ def test_choose_footer_prefers_end_then_copy() -> None:
     grown = pack_footer(f.replace(current_size=2 * MiB))
     assert choose_footer(good, grown, 5000).stale_copy
     assert not choose_footer(good, good, 5000).stale_copy
+    # a legacy 511-byte footer and its copy are the same disk: nothing to refresh
+    assert not choose_footer(good[:511] + b"\0", b"\xff" + good[:511], 5000).stale_copy
+    # nor when only reserved bytes (and so the checksums) differ
+    reserved = bytearray(good)
+    reserved[300] = 1
+    reserved[64:68] = bytes(4)
+    reserved[64:68] = (~sum(reserved) & 0xFFFFFFFF).to_bytes(4, "big")
+    assert not choose_footer(bytes(reserved), good, 5000).stale_copy

@@ -17,11 +17,13 @@ from pyhv.errors import (
     OutOfBounds,
     ParentError,
     StateError,
+    StorageError,
     UsageError,
 )
 from pyhv.storage.image import CreateSpec, DiskType, ExtentState
 from pyhv.storage.vhdx import FORMAT, VhdxImage
 from pyhv.storage.vhdx import structs as s
+from pyhv.storage.vhdx.handle import VhdxFile
 from pyhv.units import MiB
 
 MakeImage = Callable[..., Path]
@@ -233,6 +235,32 @@ def test_resize_fixed_grows_allocated(make_image: MakeImage) -> None:
         img.resize(4 * MiB)
         assert img.info().allocated_bytes == 4 * MiB
         assert img.read(2 * MiB, MiB) == bytes(MiB)
+
+
+def test_resize_that_fails_to_get_space_leaves_the_file_as_it_was(
+    make_image: MakeImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Growing a fixed disk past what the file system holds (ext4 stops at 16 TiB, or no space
+    left) fails; the space taken before the failure is given back, not left as a huge file."""
+    path = make_image(size=2 * MiB, disk_type=DiskType.FIXED)
+    with VhdxImage(path, writable=True) as img:
+        img.write(0, b"a" * (2 * MiB))
+        img.flush()
+    before = path.read_bytes()
+
+    def no_space(self: VhdxFile, offset: int, length: int) -> None:
+        raise StorageError(f"{self.path}: allocate failed: no space left on the device")
+
+    with VhdxImage(path, writable=True) as img:
+        with monkeypatch.context() as m:
+            m.setattr(VhdxFile, "preallocate", no_space)
+            with pytest.raises(StorageError, match="no space left"):
+                img.resize(64 * MiB)
+        assert img.size == 2 * MiB and path.read_bytes() == before
+        img.resize(4 * MiB)  # the image stays usable
+    with VhdxImage(path, writable=False) as img:
+        assert img.size == 4 * MiB and img.read(MiB, 4) == b"aaaa"
+    assert FORMAT.check(path, repair=False) == []
 
 
 def test_compact_releases_zero_blocks_and_shrinks_file(make_image: MakeImage) -> None:
