@@ -27,14 +27,29 @@ sys.stdin.read()
 """
 
 
+HOLD_TITLED = (
+    """
+import sys
+from setproctitle import setproctitle
+from pyhv.storage.locks import holder_title
+setproctitle(holder_title("pyhv-worker --home /h 1d7", sys.argv[3]))
+"""
+    + HOLD
+)
+
+
 @contextmanager
-def held_elsewhere(path: Path, mode: str, holder: str | None = None) -> Iterator[int]:
-    """Another process holding ``path`` open (``w`` writable, ``r`` read-only)."""
-    env = dict(os.environ)
-    if holder:
+def held_elsewhere(
+    path: Path, mode: str, holder: str | None = None, *, titled: bool = False
+) -> Iterator[int]:
+    """Another process holding ``path`` open (``w`` writable, ``r`` read-only), named by its
+    environment, or with ``titled`` by its process title only."""
+    env = {k: v for k, v in os.environ.items() if k != HOLDER_ENV}
+    if holder and not titled:
         env[HOLDER_ENV] = holder
+    script = HOLD_TITLED if titled else HOLD
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(path), mode],
+        [sys.executable, "-c", script, str(path), mode, holder or ""],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -97,33 +112,10 @@ def test_a_writer_elsewhere_is_named(disk: Path) -> None:
         pass
 
 
-HOLD_TITLED = """
-import sys
-from setproctitle import setproctitle
-from pyhv.storage import open_image
-from pyhv.storage.locks import holder_title
-setproctitle(holder_title("pyhv-worker --home /h 1d7", sys.argv[2]))
-image = open_image(sys.argv[1], writable=True)
-print("held", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_a_forked_worker_is_named_by_its_title(disk: Path) -> None:
     """A fork server's worker has the server's environment in /proc, its own title."""
-    env = {k: v for k, v in os.environ.items() if k != HOLDER_ENV}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD_TITLED, str(disk), "VM 'web 2'"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
-        assert attempt(disk, "r") == f"disk {disk} is in use by VM 'web 2' (pid {proc.pid})"
-    finally:
-        proc.communicate("")
+    with held_elsewhere(disk, "w", "VM 'web 2'", titled=True) as pid:
+        assert attempt(disk, "r") == f"disk {disk} is in use by VM 'web 2' (pid {pid})"
 
 
 def test_readers_share_but_keep_writers_out(disk: Path) -> None:

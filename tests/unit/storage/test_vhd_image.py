@@ -295,14 +295,21 @@ def test_info_of_dynamic_disk(tmp_path: Path) -> None:
     assert info.extra["creator"] == "win" and info.parent_path is None
 
 
-def test_resize_interrupted_between_footers_is_benign(tmp_path: Path) -> None:
+def resized_with_a_stale_head(tmp_path: Path) -> Path:
+    """A VHD grown from 1 to 2 MiB whose resize was killed before the footer copy at offset 0
+    was rewritten."""
     path = tmp_path / "d.vhd"
     create_image(path, CreateSpec(size=MiB))
     head = path.read_bytes()[:512]
     with open_image(path, writable=True) as img:
         img.resize(2 * MiB)
     with path.open("r+b") as f:
-        f.write(head)  # as if killed before the copy at offset 0 was rewritten
+        f.write(head)
+    return path
+
+
+def test_resize_interrupted_between_footers_is_benign(tmp_path: Path) -> None:
+    path = resized_with_a_stale_head(tmp_path)
     assert check_vhd(path, repair=False) == []
     with open_image(path) as img:
         assert img.size == 2 * MiB
@@ -351,13 +358,8 @@ def test_legacy_511_byte_footer_of_dynamic_disk(tmp_path: Path) -> None:
 def test_failed_writable_open_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     """A copy at offset 0 lagging an interrupted resize is refreshed by a writable open, but
     only once the image proved sound: an open that fails changes nothing."""
-    path = tmp_path / "d.vhd"
-    create_image(path, CreateSpec(size=MiB))
-    head = path.read_bytes()[:512]
-    with open_image(path, writable=True) as img:
-        img.resize(2 * MiB)
+    path = resized_with_a_stale_head(tmp_path)
     with path.open("r+b") as f:
-        f.write(head)  # as if killed before the copy at offset 0 was rewritten
         f.seek(1536)  # pyhv's BAT: entry 0 now points far past the end of the file
         f.write(b"\x00\x10\x00\x00")
     before = path.read_bytes()

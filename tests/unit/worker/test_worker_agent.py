@@ -61,8 +61,8 @@ def run_with(handler: Handler, sock: Path, coro_fn: Callable[[], Awaitable[T]]) 
     return asyncio.run(go())
 
 
-def test_exec_returns_output_and_exit_code(short_home: Path) -> None:
-    sock = short_home / "qga.sock"
+def exec_once(agent_server: Handler, sock: Path) -> ExecResult:
+    """One ``exec`` through a fresh :class:`GuestAgent` against ``agent_server``."""
 
     async def use() -> ExecResult:
         agent = GuestAgent(str(sock), "vm1", timeout=5)
@@ -71,7 +71,11 @@ def test_exec_returns_output_and_exit_code(short_home: Path) -> None:
         finally:
             await agent.close()
 
-    result = run_with(fake_agent, sock, use)
+    return run_with(agent_server, sock, use)
+
+
+def test_exec_returns_output_and_exit_code(short_home: Path) -> None:
+    result = exec_once(fake_agent, short_home / "qga.sock")
     assert (result.exit_code, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
 
 
@@ -142,16 +146,7 @@ async def big_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 
 def test_exec_returns_output_of_several_mib(short_home: Path) -> None:
     """The whole output comes back in one line far above asyncio's 64 KiB default limit."""
-    sock = short_home / "qga.sock"
-
-    async def use() -> ExecResult:
-        agent = GuestAgent(str(sock), "vm1", timeout=5)
-        try:
-            return await agent.exec(["sh", "-c", "x"])
-        finally:
-            await agent.close()
-
-    assert run_with(big_agent, sock, use).stdout == BIG_OUTPUT
+    assert exec_once(big_agent, short_home / "qga.sock").stdout == BIG_OUTPUT
 
 
 def test_reply_over_the_limit_does_not_poison_the_next_request(
