@@ -34,6 +34,7 @@ SYSCTL_CONF := /etc/sysctl.d/60-pyhv.conf
 host-setup:
 	@if [ "$$(id -u)" = 0 ]; then \
 		if [ ! -e $(SYSCTL_CONF) ]; then \
+			mkdir -p $$(dirname $(SYSCTL_CONF)); \
 			pages=$$(awk '/^MemTotal:/ {print int($$2 / 2048)}' /proc/meminfo); \
 			printf '%s\n' "# pyhv: guest RAM on 2 MiB pages while the host has memory (0: 4 KiB pages)" \
 				"vm.nr_overcommit_hugepages = $$pages" > $(SYSCTL_CONF); \
