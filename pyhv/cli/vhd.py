@@ -277,8 +277,13 @@ def resize(
 
 
 @app.command()
-def compact(path: Path = typer.Argument(..., help="Dynamic or differencing disk.")) -> None:
-    """Give back the space of blocks that hold only zeros (Optimize-VHD)."""
+def compact(
+    path: Path = typer.Argument(..., help="Dynamic or differencing disk, or raw image."),
+) -> None:
+    """Give back the space of blocks that hold only zeros (Optimize-VHD).
+
+    A fixed VHD or VHDX is refused, as by Optimize-VHD; a raw image gets holes punched.
+    """
     with progress_bar("Compacting", in_bytes=False) as progress:
         freed = compact_image(path, progress)
     print(f"{path}: gave back {format_size(freed)}; file size {format_size(path.stat().st_size)}")

@@ -205,6 +205,18 @@ def test_compact_shrinks_after_zeroing(tmp_path: Path, ext: str) -> None:
     assert "no problems" in ok("check", path)
 
 
+def test_compact_punches_holes_in_a_raw_image(tmp_path: Path) -> None:
+    """Raw has no allocation table of its own; compaction punches holes, fixed or sparse."""
+    path = tmp_path / "d.img"
+    ok("new", path, "--size", "16M", "--fixed")
+    write(path, 0, os.urandom(MiB))
+    sha = disk_sha(path)
+    out = ok("compact", path)
+    assert out.startswith(f"{path}: gave back ") and out.rstrip().endswith("file size 16M")
+    assert disk_sha(path) == sha
+    assert path.stat().st_size == 16 * MiB
+
+
 @pytest.mark.parametrize("ext", ["vhd", "vhdx"])
 def test_merge_default_and_into_ancestor(tmp_path: Path, ext: str) -> None:
     base, mid, top = (tmp_path / n for n in (f"base.{ext}", f"mid.a{ext}", f"top.a{ext}"))

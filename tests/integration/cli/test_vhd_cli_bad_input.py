@@ -282,6 +282,26 @@ def test_absurd_sizes_for_new(tmp_path: Path, name: str, size: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "size", "message"),
+    [
+        # floats made these 10000000000000000000000T, 1G and 120563270519868832K
+        ("d.vhdx", "9999999999999999999999T", "size 9999999999999999999999T is outside"),
+        ("d.vhdx", "1.0000000000000001G", "invalid size '1.0000000000000001G': not a whole"),
+        ("d.vhdx", "123456789012345678901", "invalid size '123456789012345678901': not a mult"),
+        ("d.vhd", "123456789012345678848", "VHD size 123456789012345678848 exceeds"),
+        ("d.vhdx", "1" * 400 + "P", "size 11377777777777"),  # float overflow: a traceback
+        ("d.vhdx", "1" * 401, "invalid size '11111"),
+    ],
+)
+def test_huge_and_inexact_sizes_are_named_as_typed(
+    tmp_path: Path, name: str, size: str, message: str
+) -> None:
+    line = fails_cleanly(tmp_path, "new", tmp_path / name, "--size", size, code=2)
+    assert line.startswith(f"pyhv: error: {message}"), line
+    assert "e+" not in line and "000000000000000" not in line.replace(size, "")
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ["--size", "1G", "--fixed", "--dynamic"],
@@ -337,6 +357,18 @@ def test_other_commands_refuse_bad_arguments(tmp_path: Path) -> None:
     fails_cleanly(tmp_path, "set-parent", disk, "--parent", disk, code=2)
     fails_cleanly(tmp_path, "info", tmp_path, code=None)
     fails_cleanly(tmp_path, "compact", tmp_path / "missing.vhdx", code=2)
+
+
+@pytest.mark.parametrize(("ext", "fmt"), [("vhd", "VHD"), ("vhdx", "VHDX")])
+def test_compact_refuses_a_fixed_disk(tmp_path: Path, ext: str, fmt: str) -> None:
+    """Optimize-VHD compacts only dynamic and differencing disks; this said "gave back 0 B"."""
+    disk = new(tmp_path / f"d.{ext}", "--size", "8M", "--fixed")
+    line = fails_cleanly(tmp_path, "compact", disk, code=1)
+    assert line == (
+        f"pyhv: error: {disk}: cannot compact a fixed {fmt} disk, it has no unused blocks to "
+        "give back (only dynamic and differencing disks can be compacted); make a dynamic copy "
+        f"with: pyhv vhd convert {disk} NEW.{ext} --dynamic"
+    )
 
 
 def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
