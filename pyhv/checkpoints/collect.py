@@ -25,8 +25,15 @@ class Collected:
     moved: dict[str, str]  # merged-away path -> the image that now holds its data
 
 
-def collect(images: dict[str, str | None], referenced: set[str]) -> Collected:
-    """Steps that leave only needed images, in an order where every step is safe on its own."""
+def collect(
+    images: dict[str, str | None], referenced: set[str], kept: frozenset[str] = frozenset()
+) -> Collected:
+    """Steps that leave only needed images, in an order where every step is safe on its own.
+
+    ``kept`` (among ``referenced``) are files that must stay as they are, under their own
+    name: disks the user detached (:func:`detached`). Merging one into its parent would
+    keep its data but take away the file the user was told stays.
+    """
     images = dict(images)
     refs = set(referenced)
     steps: list[Merge | Delete] = []
@@ -43,7 +50,7 @@ def collect(images: dict[str, str | None], referenced: set[str]) -> Collected:
                 if images[path] is not None:
                     steps.append(Delete(path=path))
                 del images[path]
-            elif len(kids) == 1 and kids[0] in refs and not readers.get(kids[0]):
+            elif len(kids) == 1 and _mergeable(kids[0], refs, kept, readers):
                 child = kids[0]
                 steps.append(Merge(child=child, into=path))
                 del images[child]
@@ -62,6 +69,13 @@ def detached(images: dict[str, str | None], referenced: set[str]) -> set[str]:
     these are disks the user took out of the VM's configuration; they are kept."""
     readers = _readers(images)
     return {p for p in images if p not in referenced and not readers.get(p)}
+
+
+def _mergeable(
+    child: str, refs: set[str], kept: frozenset[str], readers: dict[str, list[str]]
+) -> bool:
+    """Whether ``child``, the single reader of an unreferenced image, may be merged into it."""
+    return child in refs and child not in kept and not readers.get(child)
 
 
 def _readers(images: dict[str, str | None]) -> dict[str, list[str]]:

@@ -28,6 +28,7 @@ from pyhv.checkpoints.steps import (
     WriteTree,
 )
 from pyhv.checkpoints.store import save_tree
+from pyhv.errors import NotFoundError
 from pyhv.inventory import Inventory
 from pyhv.model import VmState
 from pyhv.saved_state_file import write_run_state
@@ -149,7 +150,12 @@ class StepRunner:
 def _link_or_copy(src: Path, dst: Path) -> None:
     """A second name for a memory file, or a copy across file systems. A link is enough:
     memory files are never changed in place (saved states are written under a temporary
-    name and renamed, and restoring only reads and then unlinks the saved state)."""
+    name and renamed, and restoring only reads and then unlinks the saved state).
+
+    :raises NotFoundError: the memory file is gone (moved away by hand).
+    """
+    if not src.is_file():
+        raise NotFoundError(f"memory file {src} is missing: put it back, or remove the checkpoint")
     try:
         os.link(src, dst)
     except OSError:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pyhv.atomicfile import write_atomic
 from pyhv.checkpoints.planner import with_disk_paths
+from pyhv.checkpoints.store import check_memory
 from pyhv.checkpoints.tree import Checkpoint
 from pyhv.errors import ConflictError, UsageError
 from pyhv.model import VmConfig
@@ -36,18 +37,32 @@ def export_checkpoint(node: Checkpoint, folder: Path) -> Path:
 
     :raises ConflictError: ``folder`` exists.
     :raises UsageError: its parent folder does not.
+    :raises StateError: the checkpoint's memory file is missing.
     """
-    folder = folder.absolute()
-    if folder.exists():
-        raise ConflictError(f"{folder} exists: export into a new folder")
-    if not folder.parent.is_dir():
-        raise UsageError(f"{folder}: folder {folder.parent} does not exist")
+    folder = check_folder(folder)
+    check_memory(node)
     (folder / DISKS_FOLDER).mkdir(parents=True)
     try:
         _export(node, folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    return folder
+
+
+def check_folder(folder: Path) -> Path:
+    """``folder`` made absolute, when an export can go there: pyhvd checks it before it
+    accepts the export job, as for Export-VM, and the export again when it starts.
+
+    :raises ConflictError: ``folder`` exists.
+    :raises UsageError: its parent folder does not, or is a file.
+    """
+    folder = folder.absolute()
+    if folder.exists():
+        raise ConflictError(f"{folder} exists: export into a new folder")
+    if not folder.parent.is_dir():
+        problem = "is not a folder" if folder.parent.exists() else "does not exist"
+        raise UsageError(f"{folder}: {folder.parent} {problem}")
     return folder
 
 

@@ -28,7 +28,7 @@ from pyhv.checkpoints.steps import (
     WriteConfig,
     WriteTree,
 )
-from pyhv.checkpoints.tree import Checkpoint, CheckpointTree, CheckpointType
+from pyhv.checkpoints.tree import MAX_NAME_LENGTH, Checkpoint, CheckpointTree, CheckpointType
 from pyhv.errors import StateError, UnsupportedFeature
 from pyhv.model import VmConfig, VmState
 from pyhv.model.status import LIVE_STATES
@@ -79,13 +79,18 @@ def child_path(parent: str, image_id: str) -> str:
 
 
 def default_name(tree: CheckpointTree, vm_name: str, now: datetime) -> str:
-    """Hyper-V's "VM - (date time)", numbered when taken within the same second."""
-    base = f"{vm_name} - ({now:%Y-%m-%d %H:%M:%S})"
+    """Hyper-V's "VM - (date time)", numbered when taken within the same second. A long VM
+    name is cut short so the name stays within :data:`MAX_NAME_LENGTH` (VM names may be as
+    long as that themselves): a checkpoint the user did not name must not be refused."""
+    when = f" - ({now:%Y-%m-%d %H:%M:%S})"
     taken = {c.name for c in tree.checkpoints}
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base} ({n})", n + 1
-    return name
+    n = 1
+    while True:
+        number = f" ({n})" if n > 1 else ""
+        name = vm_name[: MAX_NAME_LENGTH - len(when) - len(number)] + when + number
+        if name not in taken:
+            return name
+        n += 1
 
 
 @dataclass(frozen=True)
@@ -257,7 +262,7 @@ def _finish(
 ) -> Plan:
     """Commit the new tree and config, then fold away the images nobody needs; ``kept`` are
     images the operation must not touch although nothing references them."""
-    done = collect(tree.images, _references(tree, config) | kept)
+    done = collect(tree.images, _references(tree, config) | kept, frozenset(kept))
     final_tree = tree.with_images(done.images, done.moved)
     paths = {k: done.moved.get(p, p) for k, p in disk_paths(config).items()}
     final_config = with_disk_paths(config, paths)

@@ -68,12 +68,17 @@ class CheckpointTree(BaseModel):
         raise NotFoundError(f"no checkpoint with id {checkpoint_id}")
 
     def find(self, name_or_id: str, vm_name: str) -> Checkpoint:
-        """The checkpoint with this name (or id).
+        """The checkpoint with this id, else with this name. An id wins: the CLI resolves a
+        name and then sends the id, which must reach that checkpoint even when an older one
+        is named like it (names taken before that was refused).
 
         :raises NotFoundError: naming the checkpoints there are.
         """
         for c in self.checkpoints:
-            if name_or_id in (c.name, c.id):
+            if c.id == name_or_id:
+                return c
+        for c in self.checkpoints:
+            if c.name == name_or_id:
                 return c
         names = ", ".join(repr(c.name) for c in self.checkpoints) or "none"
         raise NotFoundError(
@@ -100,9 +105,7 @@ class CheckpointTree(BaseModel):
         self, node: Checkpoint, new_images: dict[str, str | None]
     ) -> CheckpointTree:
         """Add ``node`` as the new current position, registering the files it created."""
-        check_name(node.name)
-        if any(c.name == node.name for c in self.checkpoints):
-            raise ConflictError(f"a checkpoint named {node.name!r} exists: choose another name")
+        self._check_free(node.name, node.id)
         images = {**self.images, **{p: None for p in node.disks.values() if p not in self.images}}
         return self.model_copy(
             update={
@@ -118,10 +121,21 @@ class CheckpointTree(BaseModel):
         return self.model_copy(update={"checkpoints": nodes})
 
     def renamed(self, checkpoint_id: str, new_name: str) -> CheckpointTree:
-        check_name(new_name)
-        if any(c.name == new_name and c.id != checkpoint_id for c in self.checkpoints):
-            raise ConflictError(f"a checkpoint named {new_name!r} exists: choose another name")
+        self._check_free(new_name, checkpoint_id)
         return self.replaced(self.get(checkpoint_id).model_copy(update={"name": new_name}))
+
+    def _check_free(self, name: str, checkpoint_id: str) -> None:
+        """A name no other checkpoint has, nor as its id: a name equal to another checkpoint's
+        id would make lookups by that id ambiguous.
+
+        :raises UsageError: see :func:`check_name`.
+        :raises ConflictError: the name is taken.
+        """
+        check_name(name)
+        for c in self.checkpoints:
+            if c.id != checkpoint_id and name in (c.name, c.id):
+                what = "named" if c.name == name else "with the id"
+                raise ConflictError(f"a checkpoint {what} {name!r} exists: choose another name")
 
     def without(self, checkpoint_id: str, subtree: bool) -> CheckpointTree:
         """Drop a checkpoint (its children move up to its parent) or its whole subtree; the

@@ -20,8 +20,9 @@ from pyhv.cli.backend import Backend, add_socket_option, backend_of
 from pyhv.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
-_out = Console()
-_err = Console(stderr=True)
+# Soft wrap: a long name or path stays on one line, whole, for scripts and copy-paste.
+_out = Console(soft_wrap=True)
+_err = Console(stderr=True, soft_wrap=True)
 
 
 add_socket_option(app, "Checkpoints of the host's VMs, through pyhvd (start it with `pyhvd &`).")
@@ -57,7 +58,9 @@ def list_(
     vm: str,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The checkpoint tree, oldest first; "Now" marks where the VM's current state hangs."""
+    """The checkpoint tree, oldest first (Get-VMCheckpoint).
+
+    "Now" marks where the VM's current state hangs."""
     tree = backend_of(ctx).client.checkpoints(vm)
     if as_json:
         print(tree.model_dump_json(indent=2, exclude={"images"}))
@@ -79,7 +82,7 @@ def show(
     name: str,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """One checkpoint: when, what type, which images it froze."""
+    """One checkpoint (Get-VMCheckpoint -Name): when, what type, which images it froze."""
     client = backend_of(ctx).client
     node = client.checkpoint(vm, name)
     if as_json:
@@ -139,6 +142,7 @@ def _ask_checkpoint_first(vm: str, node: Checkpoint) -> bool:
     )
     choice = answer.strip().lower()[:1]
     if choice not in ("y", "n"):
+        _err.print(f"cancelled: VM '{escape(vm)}' was not changed", highlight=False)
         raise typer.Exit(1)
     return choice == "y"
 

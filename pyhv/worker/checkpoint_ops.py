@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyhv.errors import PyhvError, QmpError, StateError, UsageError
+from pyhv.errors import NotFoundError, PyhvError, QmpError, StateError, UsageError
 from pyhv.model import VmState
 from pyhv.model.status import LIVE_STATES
 from pyhv.storage import open_image
@@ -148,6 +148,8 @@ class CheckpointOps:
             try:
                 self._require_live("apply a checkpoint to")
                 self._require_disks(disks)
+                if not memory.is_file():  # checked before the running QEMU is stopped
+                    raise NotFoundError(f"the checkpoint's memory file {memory} is missing")
                 started = time.monotonic()
                 self.w.record(Action.APPLY)
             except BaseException:

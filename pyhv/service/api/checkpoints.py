@@ -4,7 +4,8 @@ Remove-VMCheckpoint, Rename-VMCheckpoint, Export-VMCheckpoint.
 Creating, applying, removing and exporting are jobs that hold the VM like a power job: none
 starts while another job works on the VM, and no power job starts while one runs. Reads wait
 for a checkpoint operation under way (the checkpoint lock), then see its result. Mounted before
-``/vms`` so ``/vms/{vm}/{op}`` cannot take these paths.
+``/vms`` so ``/vms/{vm}/{op}`` cannot take these paths. A checkpoint's name may hold a
+``/`` (Hyper-V's own default names do): ``{name:path}`` takes it whole, sent as ``%2F``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from pyhv.checkpoints import Checkpoint, CheckpointTree
+from pyhv.checkpoints.export import check_folder
 from pyhv.checkpoints.planner import default_name
+from pyhv.checkpoints.store import check_memory
 from pyhv.checkpoints.tree import check_name
 from pyhv.service.api.deps import Admin, Operator, Reader, Svc
 from pyhv.service.jobs import Job, JobContext
@@ -60,25 +63,29 @@ async def create_checkpoint(
     return CheckpointJob(**job.model_dump(), checkpoint=name)
 
 
-@router.get("/{name}", dependencies=[Reader])
+@router.get("/{name:path}", dependencies=[Reader])
 async def get_checkpoint(vm: str, name: str, svc: Svc) -> Checkpoint:
     """One checkpoint, by name or id."""
     return await _find(svc, vm, name)
 
 
 @router.post(
-    "/{name}/apply", status_code=status.HTTP_202_ACCEPTED, dependencies=[Operator], responses=_JOB
+    "/{name:path}/apply",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Operator],
+    responses=_JOB,
 )
 async def apply_checkpoint(vm: str, name: str, svc: Svc, response: Response) -> Job:
     """Restore-VMCheckpoint as a job: the current state is discarded (a running VM is turned
     off); a checkpoint with memory comes back Running, or Saved if it was taken Saved."""
     node = await _find(svc, vm, name)
+    check_memory(node)
     apply = svc.manager.checkpoints.apply
     return await _submit(svc, vm, "checkpoint-apply", lambda v, p: apply(v, node.id, p), response)
 
 
 @router.delete(
-    "/{name}", status_code=status.HTTP_202_ACCEPTED, dependencies=[Operator], responses=_JOB
+    "/{name:path}", status_code=status.HTTP_202_ACCEPTED, dependencies=[Operator], responses=_JOB
 )
 async def remove_checkpoint(
     vm: str,
@@ -96,7 +103,7 @@ async def remove_checkpoint(
     )
 
 
-@router.patch("/{name}", dependencies=[Operator])
+@router.patch("/{name:path}", dependencies=[Operator])
 async def rename_checkpoint(vm: str, name: str, body: CheckpointRename, svc: Svc) -> Checkpoint:
     """Rename-VMCheckpoint, in any VM state."""
     rename = svc.manager.checkpoints.rename
@@ -105,14 +112,18 @@ async def rename_checkpoint(vm: str, name: str, body: CheckpointRename, svc: Svc
 
 
 @router.post(
-    "/{name}/export", status_code=status.HTTP_202_ACCEPTED, dependencies=[Admin], responses=_JOB
+    "/{name:path}/export",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Admin],
+    responses=_JOB,
 )
 async def export_checkpoint(
     vm: str, name: str, body: ExportRequest, svc: Svc, response: Response
 ) -> Job:
     """Export-VMCheckpoint as a job, into a new folder inside a storage root."""
     node = await _find(svc, vm, name)
-    dest = svc.manager.roots.confine(body.path, "export folder")
+    check_memory(node)
+    dest = check_folder(svc.manager.roots.confine(body.path, "export folder"))
     export = svc.manager.checkpoints.export
     return await _submit(
         svc, vm, "checkpoint-export", lambda v, _: export(v, node.id, dest), response

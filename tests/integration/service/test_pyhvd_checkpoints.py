@@ -293,3 +293,42 @@ def test_checkpoint_cli_without_pyhvd() -> None:
         assert len(result.stderr.splitlines()) == 1
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_checkpoint_cli_odd_names(vm_pyhvd: Pyhvd) -> None:
+    """Names with a slash work through every command; a name like another checkpoint's id
+    is refused; long names and paths stay whole on one line on a narrow terminal."""
+    c = vm_pyhvd.client()
+    created = run(vm_pyhvd, "new", VM, "--name", "a/b")
+    assert created.returncode == 0, created.stderr  # the checkpoint was made, then exit 2
+    assert run(vm_pyhvd, "new", VM, "--name", "x/apply").returncode == 0
+    a_b = c.checkpoint(VM, "a/b")
+    assert run(vm_pyhvd, "show", VM, "a/b").returncode == 0
+    assert run(vm_pyhvd, "apply", VM, "a/b", "--yes").returncode == 0
+    assert c.checkpoints(VM).current == a_b.id
+
+    clash = run(vm_pyhvd, "rename", VM, "x/apply", a_b.id)
+    assert clash.returncode == 2
+    refusal = f"a checkpoint with the id '{a_b.id}' exists: choose another name"
+    assert clash.stderr == f"pyhv: error: {refusal}\n"
+
+    long = "n" * 100
+    assert run(vm_pyhvd, "rename", VM, "x/apply", long).returncode == 0
+    narrow = {**vm_pyhvd.env, "COLUMNS": "60"}
+    listed = subprocess.run(
+        [PYHV, "checkpoint", "list", VM], env=narrow, capture_output=True, text=True
+    )
+    assert listed.stdout.splitlines() == ["a/b", f"├── {long}", "└── Now"]
+    shown = subprocess.run(
+        [PYHV, "checkpoint", "show", VM, long], env=narrow, capture_output=True, text=True
+    )
+    assert f"Disk 0:0      {c.checkpoint(VM, long).disks['0:0']}\n" in shown.stdout
+
+    out = vm_pyhvd.home / "disks" / "out"
+    assert run(vm_pyhvd, "export", VM, "a/b", str(out)).returncode == 0
+    again = run(vm_pyhvd, "export", VM, "a/b", str(out))
+    assert again.returncode == 2 and again.stderr.endswith("export into a new folder\n")
+    removed = run(vm_pyhvd, "remove", VM, "a/b", "--subtree")
+    assert removed.returncode == 0, removed.stderr
+    assert c.checkpoints(VM).checkpoints == ()
+    assert images(vm_pyhvd) == {"sys.vhdx"}

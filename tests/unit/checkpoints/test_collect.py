@@ -47,3 +47,9 @@ def test_parent_whose_single_reader_has_readers_waits() -> None:
 def test_detached_are_the_unreferenced_leaves_only() -> None:
     images = {"/base": None, "/shared": "/base", "/x": "/shared", "/gone": "/shared"}
     assert detached(images, {"/base", "/x"}) == {"/gone"}
+
+
+def test_a_kept_image_is_never_merged_into_its_parent() -> None:
+    images = {"/base": None, "/a": "/base", "/gone": "/a"}
+    done = collect(images, {"/gone"}, kept=frozenset({"/gone"}))
+    assert done.steps == [] and done.images == images

@@ -19,6 +19,7 @@ from pyhv.checkpoints.steps import (
     WriteTree,
 )
 from pyhv.checkpoints.tree import CheckpointTree
+from pyhv.errors import NotFoundError
 from pyhv.inventory import Inventory
 from pyhv.model import VmConfig, VmState
 from pyhv.paths import HomePaths
@@ -68,6 +69,12 @@ def test_a_live_apply_without_a_live_vm_leaves_it_saved_in_the_memory(tmp_path: 
     assert saved_paused(paths.vm_saved_state_info(vm_id))
     assert current_status(paths, vm_id).state == VmState.SAVED
     assert memory.exists()  # the checkpoint keeps its own
+
+
+def test_a_live_apply_of_a_memory_file_moved_away_fails_in_one_line(tmp_path: Path) -> None:
+    step = ApplyRunning(apply_id="a1", disks={}, memory=str(tmp_path / "gone.vmrs"))
+    with pytest.raises(NotFoundError, match=r"memory file .*gone\.vmrs is missing: put it back"):
+        run_step(tmp_path, step, applied=False)
 
 
 def test_a_live_apply_done_by_the_worker_leaves_no_saved_state(tmp_path: Path) -> None:

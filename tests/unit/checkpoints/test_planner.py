@@ -7,7 +7,7 @@ import pytest
 
 from pyhv.checkpoints.planner import child_path, default_name, disk_paths
 from pyhv.checkpoints.steps import CopyFile, CreateDiff, Delete, Merge, WriteConfig, WriteTree
-from pyhv.checkpoints.tree import CheckpointTree
+from pyhv.checkpoints.tree import MAX_NAME_LENGTH, CheckpointTree
 from pyhv.errors import StateError, UnsupportedFeature
 
 ID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
@@ -28,6 +28,19 @@ def test_default_name_is_numbered_when_taken(sim: Any) -> None:
     assert default_name(CheckpointTree(), "vm1", now) == "vm1 - (2026-03-04 05:06:07)"
     sim.create("vm1 - (2026-03-04 05:06:07)")
     assert default_name(sim.tree, "vm1", now) == "vm1 - (2026-03-04 05:06:07) (2)"
+
+
+def test_default_name_of_a_vm_with_a_long_name_is_not_refused(sim: Any) -> None:
+    """A VM's name may be 100 characters: "VM - (date time)" was then over the limit and
+    ``pyhv checkpoint new`` without --name failed."""
+    now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    vm_name = "v" * MAX_NAME_LENGTH
+    first = default_name(sim.tree, vm_name, now)
+    assert len(first) == MAX_NAME_LENGTH and first.endswith("v - (2026-03-04 05:06:07)")
+    sim.create(first)
+    second = default_name(sim.tree, vm_name, now)
+    assert len(second) == MAX_NAME_LENGTH and second.endswith(" - (2026-03-04 05:06:07) (2)")
+    sim.create(second)
 
 
 def test_create_freezes_writable_disks_and_continues_in_children(sim: Any) -> None:
@@ -119,3 +132,19 @@ def test_a_disk_the_user_detached_is_never_deleted(sim: Any) -> None:
     assert detached not in {getattr(s, "path", None) for s in plan.steps}
     assert detached in plan.tree.images
     assert not [s for s in sim.remove("c1").steps if getattr(s, "child", None) == detached]
+
+
+def test_a_detached_disk_is_not_merged_into_its_parent_once_nothing_else_reads_it(
+    sim: Any,
+) -> None:
+    """Its data was kept, but in the parent: the file `pyhv vm disk remove` said stays was
+    gone after the checkpoints were removed."""
+    sim.create("c1")
+    detached = disk_paths(sim.config)["0:1"]
+    sim.config = sim.config.model_copy(deep=True)
+    del sim.config.scsi_controllers[0].disks[1]
+    sim.create("c2")
+    plan = sim.remove("c1", subtree=True)
+    assert not [s for s in plan.steps if getattr(s, "child", None) == detached]
+    assert detached not in {getattr(s, "path", None) for s in plan.steps}
+    assert plan.tree.images[detached] == "/d/data.vhd"

@@ -5,10 +5,11 @@ from typing import Any
 
 import pytest
 
+from pyhv.checkpoints.export import export_checkpoint
 from pyhv.checkpoints.journal import Journal, clear_journal, load_journal, save_journal
-from pyhv.checkpoints.store import load_tree, save_tree
+from pyhv.checkpoints.store import check_memory, load_tree, save_tree
 from pyhv.checkpoints.tree import CheckpointTree
-from pyhv.errors import ConfigError
+from pyhv.errors import ConfigError, StateError
 
 
 def test_tree_round_trips_and_is_empty_when_missing(tmp_path: Path, branched: Any) -> None:
@@ -43,3 +44,21 @@ def test_unreadable_journal_is_refused_not_guessed(tmp_path: Path) -> None:
     path.write_text('{"op": "create"}')
     with pytest.raises(ConfigError, match="remove it by hand"):
         load_journal(path)
+
+
+def test_a_checkpoint_whose_memory_file_is_gone_is_refused_up_front(
+    tmp_path: Path, sim: Any
+) -> None:
+    """An apply of it stopped the VM and then failed at every recovery, so every checkpoint
+    command of the VM failed ("internal error (FileNotFoundError)") until the file came back."""
+    sim.create("c1")
+    memory = tmp_path / "C1.vmrs"
+    node = sim.tree.find("c1", "vm1").model_copy(update={"memory_state": str(memory)})
+    with pytest.raises(StateError, match=r"^checkpoint 'c1' lost its memory file .*C1.vmrs"):
+        check_memory(node)
+    with pytest.raises(StateError, match="lost its memory file"):
+        export_checkpoint(node, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    memory.write_bytes(b"state")
+    check_memory(node)
+    check_memory(sim.tree.find("c1", "vm1"))  # disks only: nothing to miss

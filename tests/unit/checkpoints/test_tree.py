@@ -61,3 +61,22 @@ def test_subtree_lists_parents_before_children(branched: Any) -> None:
 def test_round_trips_through_json(branched: Any) -> None:
     tree = branched.tree
     assert CheckpointTree.model_validate_json(tree.model_dump_json()) == tree
+
+
+def test_an_id_wins_over_an_older_checkpoint_named_like_it(branched: Any) -> None:
+    """The CLI resolves a name and sends the id: ``remove c3`` once removed c1, which an
+    earlier rename had named like c3's id."""
+    tree = branched.tree
+    c1, c3 = tree.find("c1", "vm1"), tree.find("c3", "vm1")
+    clash = tree.replaced(c1.model_copy(update={"name": c3.id}))  # as trees made before hold
+    assert clash.find(c3.id, "vm1").id == c3.id
+
+
+def test_a_name_that_is_another_checkpoints_id_is_refused(sim: Any) -> None:
+    sim.create("c1")
+    c1 = sim.tree.find("c1", "vm1")
+    with pytest.raises(ConflictError, match="with the id"):
+        sim.create(c1.id)
+    sim.create("c2")
+    with pytest.raises(ConflictError, match="with the id"):
+        sim.tree.renamed(sim.tree.find("c2", "vm1").id, c1.id)

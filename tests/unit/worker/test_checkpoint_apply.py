@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_worker_lifecycle import boot
 
-from pyhv.errors import PyhvError
+from pyhv.errors import NotFoundError, PyhvError
 from pyhv.model import VmState
 from pyhv.paths import HomePaths
 from pyhv.worker import checkpoint_ops
@@ -91,6 +91,19 @@ def test_without_the_old_qemus_memory_the_new_one_gets_fresh_memory(paths: HomeP
             {"disks": {}, "memory_path": memory_file(paths)}
         )
         assert any(a.startswith("memory-backend-memfd,") for a in b.runner.argv)
+        await b.ops.turn_off({})
+        await b.task
+
+    asyncio.run(go())
+
+
+def test_a_missing_memory_file_is_refused_and_the_vm_runs_on(paths: HomePaths) -> None:
+    async def go() -> None:
+        b = await boot(paths)
+        args = {"disks": {}, "memory_path": str(paths.home / "gone.vmrs")}
+        with pytest.raises(NotFoundError, match=r"memory file .*gone\.vmrs is missing"):
+            await CheckpointOps(b.worker).checkpoint_apply(args)
+        assert b.worker.status.state == VmState.RUNNING and "stop" not in b.qmp.commands
         await b.ops.turn_off({})
         await b.task
 
