@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from pyhv.errors import (
-    ConflictError,
     InvalidFormat,
     NotFoundError,
     PyhvError,
@@ -186,12 +185,7 @@ class _HeldVm:
             disk_edit.add_disk(c, controller, disk, running=self.live)
 
         _preview(config, change)
-        others = disk_edit.users_elsewhere(self.inventory.list(), config.id, path)
-        if others:
-            vm, c, s = others[0]
-            raise ConflictError(
-                f"disk {path} is attached to VM '{vm}' (SCSI {c}:{s}); remove it there first"
-            )
+        disk_edit.refuse_users_elsewhere(self.inventory.list(), config.id, path)
         check_image(path, writable=not req.read_only)
         undo = None
         if self.live:

@@ -61,7 +61,7 @@ from pyhv.service.registry import (
 from pyhv.service.schemas import ExecOutput, VmSample, VmSummary, VmView, summarize
 from pyhv.service.supervisor import Supervisor
 from pyhv.units import MiB
-from pyhv.worker.disk_edit import users_elsewhere
+from pyhv.worker.disk_edit import refuse_users_elsewhere
 from pyhv.worker.states import transition
 from pyhv.worker.status_file import current_status
 
@@ -501,19 +501,13 @@ def check_name_form(name: str) -> None:
 
 def _check_disks_free(registry: VmRegistry, config: VmConfig) -> None:
     """Refuse a new VM whose disk another VM's configuration attaches, as attaching one does
-    (:mod:`pyhv.service.disks`): two VMs writing one disk corrupt it, whether or not the other
-    runs now.
+    (:mod:`pyhv.service.disks`).
 
     :raises ConflictError: naming the first such disk and where the other VM has it.
     """
     others = [e.config for e in registry.entries()]
     for _, disk in config.disks():
-        users = users_elsewhere(others, config.id, disk.path)
-        if users:
-            vm, c, s = users[0]
-            raise ConflictError(
-                f"disk {disk.path} is attached to VM '{vm}' (SCSI {c}:{s}); remove it there first"
-            )
+        refuse_users_elsewhere(others, config.id, disk.path)
 
 
 def _check_off_only(entry: VmEntry, changes: dict[str, object]) -> None:

@@ -134,3 +134,16 @@ def users_elsewhere(configs: list[VmConfig], vm_id: str, path: Path) -> list[tup
         if where is not None:
             out.append((other.name, *where))
     return out
+
+
+def refuse_users_elsewhere(configs: list[VmConfig], vm_id: str, path: Path) -> None:
+    """Two VMs writing one disk corrupt it, whether or not the other runs now.
+
+    :raises ConflictError: another VM's configuration attaches ``path``, naming where.
+    """
+    users = users_elsewhere(configs, vm_id, path)
+    if users:
+        vm, c, s = users[0]
+        raise ConflictError(
+            f"disk {path} is attached to VM '{vm}' (SCSI {c}:{s}); remove it there first"
+        )
